@@ -72,10 +72,14 @@ class Embedder(ABC):
         m = Modality.parse(modality)
         if m not in self.modalities:
             served = ", ".join(x.value for x in self.modalities)
-            raise InvalidInput(f"modality {m.value!r} is not served here (this model serves {served})")
+            raise InvalidInput(
+                f"modality {m.value!r} is not served here (this model serves {served})"
+            )
         return m
 
-    def prepare(self, modality: Modality | str, item: Any, index: int = 0, item_id: str = "") -> Prepared:
+    def prepare(
+        self, modality: Modality | str, item: Any, index: int = 0, item_id: str = ""
+    ) -> Prepared:
         m = self.check_modality(modality)
         try:
             return self._prepare(m, item)

