@@ -12,27 +12,8 @@ import numpy as np
 from synesthesia.errors import InvalidInput, item_error
 from synesthesia.modality import Modality
 from synesthesia.models.embedder import Embedder, Prepared
-from synesthesia.v1 import common_pb2, encoder_pb2
-
-_TO_PROTO = {
-    Modality.TEXT: common_pb2.MODALITY_TEXT,
-    Modality.IMAGE: common_pb2.MODALITY_IMAGE,
-    Modality.AUDIO: common_pb2.MODALITY_AUDIO,
-}
-_FROM_PROTO = {v: k for k, v in _TO_PROTO.items()}
-
-
-def modality_to_proto(m: Modality) -> int:
-    return _TO_PROTO[m]
-
-
-def modality_from_proto(value: int) -> Modality:
-    if value == common_pb2.MODALITY_UNSPECIFIED:
-        raise InvalidInput("modality is required (MODALITY_TEXT, MODALITY_IMAGE or MODALITY_AUDIO)")
-    try:
-        return _FROM_PROTO[value]
-    except KeyError:
-        raise InvalidInput(f"unknown modality {value}") from None
+from synesthesia.protoconv import modality_from_proto, modality_to_proto
+from synesthesia.v1 import encoder_pb2
 
 
 @dataclass

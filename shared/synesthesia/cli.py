@@ -1,0 +1,132 @@
+"""The ``synesthesia`` command. Sub-commands import what they need lazily so that ``--help``
+is instant and a service never imports training code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from synesthesia.modality import Modality
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.service in ("text", "image", "audio"):
+        from synesthesia.services.encoder.app import main
+
+        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        main(Modality(args.service), **overrides)
+        return 0
+    return _delegate(f"synesthesia.services.{args.service}.__main__", "cli_main", args.rest)
+
+
+def _read_item(modality: Modality, arg: str) -> str | bytes:
+    if modality is Modality.TEXT and not Path(arg).is_file():
+        return arg
+    return Path(arg).read_bytes()
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    modality = Modality.parse(args.modality)
+    items = [_read_item(modality, a) for a in args.inputs]
+    if args.local:
+        from synesthesia.models import create_model
+
+        vectors = create_model(args.model, modalities=[modality]).embed(modality, items)
+    else:
+        from synesthesia.client import EncoderClient
+        from synesthesia.services.encoder.settings import DEFAULT_PORTS
+
+        target = args.address or f"{DEFAULT_HOST}:{DEFAULT_PORTS[modality]}"
+        with EncoderClient(target, timeout=args.timeout) as client:
+            vectors = client.embed(modality, items, ids=[str(a) for a in args.inputs])
+    if args.out:
+        np.save(args.out, vectors)
+        print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} float32 to {args.out}")
+    else:
+        np.set_printoptions(precision=5, suppress=True, linewidth=120, threshold=12)
+        for name, vec in zip(args.inputs, vectors, strict=True):
+            print(f"{name}\t{vec}")
+    return 0
+
+
+def _delegate(module: str, function: str, argv: Sequence[str]) -> int:
+    import importlib
+
+    fn: Callable[[list[str]], int] = getattr(importlib.import_module(module), function)
+    return int(fn(list(argv)) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synesthesia", description="Text, images and audio in one embedding space."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a service (text, image, audio, search, ray)")
+    serve.add_argument("service", choices=["text", "image", "audio", "search", "ray"])
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default per service)")
+    serve.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    serve.set_defaults(func=_cmd_serve)
+
+    embed = sub.add_parser("embed", help="embed files (or texts) and print vectors or save .npy")
+    embed.add_argument("--modality", "-m", required=True, choices=[m.value for m in Modality])
+    embed.add_argument("inputs", nargs="+", help="files; for text, strings or .txt files")
+    embed.add_argument("--address", help="encoder service host:port (default: local default port)")
+    embed.add_argument("--local", action="store_true", help="embed in-process, no service")
+    embed.add_argument("--model", default="synesthesia-minilm", help="model for --local")
+    embed.add_argument("--out", "-o", help="write an [n, dim] float32 .npy file")
+    embed.add_argument("--timeout", type=float, default=120.0)
+    embed.set_defaults(func=_cmd_embed)
+
+    for name, (_module, _function, text) in DELEGATED.items():
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+# Sub-commands that own their argument parsing: ``synesthesia NAME ARGS…`` -> module.function(ARGS)
+DELEGATED: dict[str, tuple[str, str, str]] = {
+    name: (module, function, text)
+    for name, module, function, text in (
+        ("train", "synesthesia.train.cli", "train_main", "train the image/audio towers"),
+        ("eval", "synesthesia.train.cli", "eval_main", "evaluate weights on the fixed splits"),
+        (
+            "convert",
+            "synesthesia.models.imagebind.convert",
+            "cli_main",
+            "convert a checkpoint, e.g. `convert imagebind CHECKPOINT OUTDIR`",
+        ),
+        ("index", "synesthesia.search_cli", "index_main", "index a folder into a collection"),
+        ("search", "synesthesia.search_cli", "search_main", "query a collection"),
+        ("demo", "synesthesia.demo", "demo_main", "run the local stack and a cross-modal demo"),
+        ("ui", "synesthesia.ui", "ui_main", "serve the web page that talks to the services"),
+    )
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from synesthesia.errors import SynesthesiaError
+
+    try:
+        if argv and argv[0] in DELEGATED:
+            module, function, _ = DELEGATED[argv[0]]
+            return _delegate(module, function, argv[1:])
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except SynesthesiaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

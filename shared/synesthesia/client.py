@@ -1,0 +1,165 @@
+"""Python clients for the encoder services, sync and asyncio. Large inputs are split into
+requests of ``batch_size`` items; vectors come back as one float32 array in input order.
+
+    from synesthesia.client import EncoderClient
+    with EncoderClient("localhost:50053") as audio:
+        vectors = audio.embed("audio", [open("bark.wav", "rb").read()])
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+import numpy as np
+
+from synesthesia.modality import Modality
+from synesthesia.protoconv import modality_to_proto
+from synesthesia.serving.server import DEFAULT_MAX_MESSAGE_BYTES, channel_options
+from synesthesia.v1 import encoder_pb2, encoder_pb2_grpc
+
+Content = str | bytes
+
+
+def _items(
+    modality: Modality, contents: Sequence[Content], ids: Sequence[str] | None
+) -> list[encoder_pb2.Item]:
+    out = []
+    for i, c in enumerate(contents):
+        item_id = ids[i] if ids else ""
+        if isinstance(c, str) and modality is Modality.TEXT:
+            out.append(encoder_pb2.Item(text=c, id=item_id))
+        elif isinstance(c, bytes | bytearray):
+            out.append(encoder_pb2.Item(data=bytes(c), id=item_id))
+        else:
+            raise TypeError(f"item {i}: expected bytes (or str for text), got {type(c).__name__}")
+    return out
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _to_array(responses: Sequence[encoder_pb2.EmbedResponse], dim: int) -> np.ndarray:
+    rows = [np.asarray(e.values, dtype=np.float32) for r in responses for e in r.embeddings]
+    return np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+
+
+def _metadata(request_id: str | None) -> tuple[tuple[str, str], ...]:
+    return (("x-request-id", request_id or uuid.uuid4().hex[:16]),)
+
+
+class EncoderClient:
+    """Blocking client of one encoder service."""
+
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 60.0,
+        batch_size: int = 64,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self._channel = grpc.insecure_channel(target, options=channel_options(max_message_bytes))
+        self.stub = encoder_pb2_grpc.EncoderServiceStub(self._channel)
+
+    def info(self) -> encoder_pb2.InfoResponse:
+        return self.stub.Info(encoder_pb2.InfoRequest(), timeout=self.timeout)
+
+    def embed_response(
+        self,
+        modality: Modality | str,
+        contents: Sequence[Content],
+        ids: Sequence[str] | None = None,
+    ) -> list[encoder_pb2.EmbedResponse]:
+        m = Modality.parse(modality)
+        items = _items(m, contents, ids)
+        return [
+            self.stub.Embed(
+                encoder_pb2.EmbedRequest(modality=modality_to_proto(m), items=items[part]),
+                timeout=self.timeout,
+                metadata=_metadata(None),
+            )
+            for part in _chunks(len(items), self.batch_size)
+        ]
+
+    def embed(
+        self,
+        modality: Modality | str,
+        contents: Sequence[Content],
+        ids: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        responses = self.embed_response(modality, contents, ids)
+        return _to_array(responses, responses[0].dim if responses else 0)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> EncoderClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncEncoderClient:
+    """asyncio client of one encoder service; chunks are sent concurrently."""
+
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 60.0,
+        batch_size: int = 64,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self._channel = grpc.aio.insecure_channel(
+            target, options=channel_options(max_message_bytes)
+        )
+        self.stub = encoder_pb2_grpc.EncoderServiceStub(self._channel)
+
+    async def info(self) -> encoder_pb2.InfoResponse:
+        return await self.stub.Info(encoder_pb2.InfoRequest(), timeout=self.timeout)
+
+    async def embed(
+        self,
+        modality: Modality | str,
+        contents: Sequence[Content],
+        ids: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        import asyncio
+
+        m = Modality.parse(modality)
+        items = _items(m, contents, ids)
+        calls = [
+            self.stub.Embed(
+                encoder_pb2.EmbedRequest(modality=modality_to_proto(m), items=items[part]),
+                timeout=self.timeout,
+                metadata=_metadata(None),
+            )
+            for part in _chunks(len(items), self.batch_size)
+        ]
+        responses = await asyncio.gather(*calls)
+        return _to_array(responses, responses[0].dim if responses else 0)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncEncoderClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

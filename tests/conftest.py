@@ -1,0 +1,35 @@
+"""Shared fixtures: where ../shared is, and real servers on loopback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """The team's material beside the repository (data, golden files)."""
+    return Path(os.environ.get("SYNESTHESIA_SHARED", REPO.parent / "shared"))
+
+
+def require(path: Path) -> Path:
+    """Return ``path``; when it is missing, fail in CI (CI=true) and skip elsewhere."""
+    if not path.exists():
+        message = f"test data missing: {path} (set SYNESTHESIA_SHARED)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return require(shared_dir() / "data")
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    return require(shared_dir() / "golden")
