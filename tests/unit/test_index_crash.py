@@ -18,7 +18,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-
 from synesthesia.index import IndexManager
 
 DIM = 32

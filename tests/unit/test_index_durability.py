@@ -7,7 +7,6 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-
 from synesthesia.errors import FailedPrecondition, NotFound
 from synesthesia.index import IndexManager, Tuning, UpsertItem
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-
 from synesthesia.index import IndexManager, Tuning, UpsertItem, parse_filter
 from synesthesia.modality import Modality
 

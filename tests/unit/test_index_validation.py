@@ -8,7 +8,6 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-
 from synesthesia.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -167,4 +166,9 @@ def test_malformed_filters(mgr, flt, text) -> None:
 def test_every_error_carries_a_grpc_code_name() -> None:
     for cls in (InvalidInput, NotFound, AlreadyExists, FailedPrecondition):
         assert issubclass(cls, SynesthesiaError)
-        assert cls.code in {"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION"}
+        assert cls.code in {
+            "INVALID_ARGUMENT",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "FAILED_PRECONDITION",
+        }

@@ -329,7 +329,7 @@ class Collection:
         labels = np.fromiter([*self._dead, exclude], dtype=np.int64)
         batch = faiss.IDSelectorBatch(labels)
         sel = faiss.IDSelectorNot(batch)
-        sel.referenced_batch = batch  # keep the wrapped selector alive
+        sel.referenced_batch = batch  # type: ignore[attr-defined]  # keeps the inner one alive
         return sel
 
     def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray) -> list[Hit]:

@@ -55,7 +55,7 @@ class VectorIndex:
     def _empty(self, trained: bool) -> Any:
         s, p = self.spec, self.spec.params
         if s.kind is IndexKind.HNSW:
-            inner = faiss.IndexHNSWFlat(s.dim, p["M"], _metric(s.metric))
+            inner: Any = faiss.IndexHNSWFlat(s.dim, p["M"], _metric(s.metric))
             inner.hnsw.efConstruction = p["ef_construction"]
             inner.hnsw.efSearch = p["ef_search"]
         elif s.kind is IndexKind.IVF_PQ and trained:
@@ -128,7 +128,7 @@ class VectorIndex:
         inner = self.inner
         params: Any
         if isinstance(inner, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW()
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             params.efSearch = int(min(max(p["ef_search"] * widen, k), 1 << 14))
         elif isinstance(inner, faiss.IndexIVF):
             params = faiss.SearchParametersIVF()
@@ -168,7 +168,7 @@ def write_snapshot(path: Path, vi: VectorIndex, seq: int) -> int:
         {
             "seq": seq,
             "spec": _fingerprint(vi.spec),
-            "sha256": hashlib.sha256(memoryview(payload)).hexdigest(),
+            "sha256": hashlib.sha256(payload.data).hexdigest(),
             "length": int(payload.nbytes),
         }
     ).encode()
@@ -177,7 +177,7 @@ def write_snapshot(path: Path, vi: VectorIndex, seq: int) -> int:
     try:
         with open(tmp, "wb") as f:
             f.write(_MAGIC + struct.pack("<I", len(header)) + header)
-            f.write(memoryview(payload))
+            f.write(payload.data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -256,7 +256,7 @@ class Store:
             yield seqs, vecs.astype(np.float32, copy=False)
 
     def vectors_for(
-        self, name: str, dim: int, seqs: Sequence[int]
+        self, name: str, dim: int, seqs: Sequence[int] | np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(seqs, vectors) of the live rows among ``seqs`` (order not preserved)."""
         out_s: list[int] = []
