@@ -31,15 +31,23 @@ def png_bomb_header(width: int = 50_000, height: int = 50_000) -> bytes:
     """A tiny PNG whose header claims width x height pixels (a decompression bomb)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def wav(seconds: float = 1.0, sr: int = 16_000, channels: int = 1, freq_hz: float = 440.0,
-        fmt: str = "WAV", subtype: str | None = None) -> bytes:
+def wav(
+    seconds: float = 1.0,
+    sr: int = 16_000,
+    channels: int = 1,
+    freq_hz: float = 440.0,
+    fmt: str = "WAV",
+    subtype: str | None = None,
+) -> bytes:
     t = np.arange(int(round(seconds * sr))) / sr
     tone = (0.3 * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
     data = np.stack([tone * (c + 1) / channels for c in range(channels)], axis=1)

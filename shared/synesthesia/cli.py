@@ -20,7 +20,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         main(Modality(args.service), **overrides)
         return 0
-    return _delegate(f"synesthesia.services.{args.service}.__main__", "cli_main", args.rest)
+    flags = [
+        f
+        for k in ("host", "port")
+        if getattr(args, k) is not None
+        for f in (f"--{k}", str(getattr(args, k)))
+    ]
+    module = {
+        "search": "synesthesia.services.search.app",
+        "ray": "synesthesia.services.ray.__main__",
+    }
+    return _delegate(module[args.service], "cli_main", [*flags, *args.rest])
 
 
 def _read_item(modality: Modality, arg: str) -> str | bytes:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from synesthesia.serving.server import wait_for_serving
 from synesthesia.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
 
@@ -25,7 +24,10 @@ def _start(modality: str, env_extra: dict[str, str]) -> tuple[subprocess.Popen[s
     env = {**os.environ, "SYNESTHESIA_PORT": "0", **env_extra}
     proc = subprocess.Popen(
         [sys.executable, "-m", f"synesthesia.services.{modality}"],
-        env=env, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 120
@@ -80,22 +82,40 @@ print("ROUND TRIP OK")
 """
 
 
-@pytest.mark.skipif(shutil.which("strace") is None and os.environ.get("CI") != "true",
-                    reason="strace not installed (CI installs it)")
+@pytest.mark.skipif(
+    shutil.which("strace") is None and os.environ.get("CI") != "true",
+    reason="strace not installed (CI installs it)",
+)
 def test_no_non_loopback_connection_is_attempted(tmp_path: Path) -> None:
     trace = tmp_path / "trace.txt"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     result = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", str(trace),
-         sys.executable, "-c", ROUND_TRIP, str(REPO)],
-        env=env, capture_output=True, text=True, timeout=300, cwd=REPO,
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=connect,sendto,sendmsg",
+            "-o",
+            str(trace),
+            sys.executable,
+            "-c",
+            ROUND_TRIP,
+            str(REPO),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert "ROUND TRIP OK" in result.stdout, result.stderr[-3000:]
     lines = trace.read_text().splitlines()
     inet = [line for line in lines if "AF_INET" in line]
     assert inet, "strace saw no socket use at all; the trace is not working"
     outside = [
-        line for line in inet
+        line
+        for line in inet
         if not re.search(r'inet_addr\("127\.|inet_pton\(AF_INET6, "::1"|"::ffff:127\.', line)
     ]
     assert not outside, "non-loopback connections:\n" + "\n".join(outside[:20])

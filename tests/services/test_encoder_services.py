@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from synesthesia.modality import Modality
 from synesthesia.models import create_model
 from synesthesia.services.encoder.app import SERVICE_NAME, load_embedder, start_encoder
 from synesthesia.services.encoder.settings import EncoderSettings
 from synesthesia.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
+
 from tests import media_factory as mf
 from tests.servers import running
 
@@ -41,7 +41,9 @@ class Service:
     def embedder(self):  # type: ignore[no-untyped-def]
         return self.servicer.core.embedder  # type: ignore[attr-defined]
 
-    def embed(self, items: list[encoder_pb2.Item], timeout: float = 60) -> encoder_pb2.EmbedResponse:
+    def embed(
+        self, items: list[encoder_pb2.Item], timeout: float = 60
+    ) -> encoder_pb2.EmbedResponse:
         request = encoder_pb2.EmbedRequest(modality=PROTO[self.modality], items=items)
         return self.stub.Embed(request, timeout=timeout)
 
@@ -70,12 +72,14 @@ def vec(e: encoder_pb2.Embedding) -> np.ndarray:
 
 
 def sample_files(data_dir: Path) -> dict[Modality, list[bytes]]:
-    images = sorted((data_dir / "skimage_data").glob("*.png"))[:2] + sorted(
-        (data_dir / "skimage_data").glob("*.jpg")
-    )[:2]
-    sounds = sorted((data_dir / "librosa_data").glob("*[!q].ogg"))[:2] + sorted(
-        (data_dir / "esc10").rglob("*.ogg")
-    )[:1]
+    images = (
+        sorted((data_dir / "skimage_data").glob("*.png"))[:2]
+        + sorted((data_dir / "skimage_data").glob("*.jpg"))[:2]
+    )
+    sounds = (
+        sorted((data_dir / "librosa_data").glob("*[!q].ogg"))[:2]
+        + sorted((data_dir / "esc10").rglob("*.ogg"))[:1]
+    )
     return {
         Modality.IMAGE: [p.read_bytes() for p in images],
         Modality.AUDIO: [p.read_bytes() for p in sounds],
@@ -149,7 +153,9 @@ def test_concurrent_single_item_requests_are_batched(
 ) -> None:
     s = services[modality]
     if modality is Modality.TEXT:
-        contents = [f"sentence number {i} about a {'dog cat bird'.split()[i % 3]}" for i in range(32)]
+        contents = [
+            f"sentence number {i} about a {['dog', 'cat', 'bird'][i % 3]}" for i in range(32)
+        ]
         items = [encoder_pb2.Item(text=c) for c in contents]
     elif modality is Modality.IMAGE:
         contents = [mf.png((32 + i, 32), seed=i) for i in range(32)]
@@ -186,7 +192,9 @@ def test_embed_stream_matches_embed(services: dict[Modality, Service]) -> None:
     assert [len(r.embeddings) for r in replies] == [2, 1, 3]
     streamed = np.stack([vec(e) for r in replies for e in r.embeddings])
     flat = [t for c in chunks for t in c]
-    direct = np.stack([vec(e) for e in s.embed([encoder_pb2.Item(text=t) for t in flat]).embeddings])
+    direct = np.stack(
+        [vec(e) for e in s.embed([encoder_pb2.Item(text=t) for t in flat]).embeddings]
+    )
     np.testing.assert_allclose(streamed, direct, atol=1e-6)
 
 
@@ -199,8 +207,12 @@ def _bad_inputs() -> list[tuple[Modality, str, encoder_pb2.Item, str]]:
         (Modality.TEXT, "20 MB text", encoder_pb2.Item(text="a" * 20_000_000), "limit"),
         (Modality.TEXT, "no content", encoder_pb2.Item(id="x"), "no content"),
         (Modality.IMAGE, "zero bytes", encoder_pb2.Item(data=b""), "empty"),
-        (Modality.IMAGE, "truncated file", encoder_pb2.Item(data=good_png[: len(good_png) // 2]),
-         "truncated"),
+        (
+            Modality.IMAGE,
+            "truncated file",
+            encoder_pb2.Item(data=good_png[: len(good_png) // 2]),
+            "truncated",
+        ),
         (Modality.IMAGE, "random bytes", encoder_pb2.Item(data=mf.random_bytes()), "decodable"),
         (Modality.IMAGE, "png bomb", encoder_pb2.Item(data=mf.png_bomb_header()), "50000x50000"),
         (Modality.IMAGE, "text instead of bytes", encoder_pb2.Item(text="a dog"), "got text"),
@@ -218,12 +230,17 @@ def _bad_inputs() -> list[tuple[Modality, str, encoder_pb2.Item, str]]:
     ids=[f"{m.value}-{c}" for m, c, _, _ in _bad_inputs()],
 )
 def test_bad_input_is_invalid_argument_naming_the_item(
-    services: dict[Modality, Service], modality: Modality, case: str, item: encoder_pb2.Item,
+    services: dict[Modality, Service],
+    modality: Modality,
+    case: str,
+    item: encoder_pb2.Item,
     expected: str,
 ) -> None:
     s = services[modality]
-    good = encoder_pb2.Item(text="fine") if modality is Modality.TEXT else (
-        encoder_pb2.Item(data=mf.png() if modality is Modality.IMAGE else mf.wav(1.0))
+    good = (
+        encoder_pb2.Item(text="fine")
+        if modality is Modality.TEXT
+        else (encoder_pb2.Item(data=mf.png() if modality is Modality.IMAGE else mf.wav(1.0)))
     )
     item.id = item.id or "the-bad-one"
     with pytest.raises(grpc.RpcError) as err:
@@ -242,7 +259,9 @@ def test_unknown_and_wrong_modality(services: dict[Modality, Service]) -> None:
         (99, "unknown modality 99"),
         (common_pb2.MODALITY_AUDIO, "image encoder"),
     ):
-        request = encoder_pb2.EmbedRequest(modality=modality, items=[encoder_pb2.Item(data=mf.png())])
+        request = encoder_pb2.EmbedRequest(
+            modality=modality, items=[encoder_pb2.Item(data=mf.png())]
+        )
         with pytest.raises(grpc.RpcError) as err:
             s.stub.Embed(request, timeout=10)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -270,7 +289,8 @@ def test_deadline_is_honoured(services: dict[Modality, Service]) -> None:
 
 def test_request_id_is_returned(services: dict[Modality, Service]) -> None:
     s = services[Modality.TEXT]
-    request = encoder_pb2.EmbedRequest(modality=common_pb2.MODALITY_TEXT,
-                                       items=[encoder_pb2.Item(text="hi")])
+    request = encoder_pb2.EmbedRequest(
+        modality=common_pb2.MODALITY_TEXT, items=[encoder_pb2.Item(text="hi")]
+    )
     _, call = s.stub.Embed.with_call(request, metadata=(("x-request-id", "abc123"),), timeout=10)
     assert ("x-request-id", "abc123") in tuple(call.trailing_metadata())

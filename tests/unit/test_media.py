@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
-
 from synesthesia.errors import InvalidInput
 from synesthesia.media import decode_audio, decode_image, validate_text
+
 from tests import media_factory as mf
 
 
@@ -56,8 +56,10 @@ def test_image_limits_and_garbage() -> None:
         decode_image(mf.encode(Image.new("RGB", (10, 10)), "TIFF"))  # not an accepted format
 
 
-@pytest.mark.parametrize(("fmt", "subtype"), [("WAV", None), ("FLAC", None), ("OGG", "VORBIS"),
-                                              ("MP3", "MPEG_LAYER_III")])
+@pytest.mark.parametrize(
+    ("fmt", "subtype"),
+    [("WAV", None), ("FLAC", None), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")],
+)
 def test_audio_formats_resample_and_mix(fmt: str, subtype: str | None) -> None:
     data = mf.wav(1.0, sr=44_100, channels=2, fmt=fmt, subtype=subtype)
     out = decode_audio(data, target_sr=16_000)
@@ -87,7 +89,11 @@ def test_audio_limits() -> None:
 def test_text_policy() -> None:
     assert validate_text("  hi ") == "  hi "
     assert validate_text("héllo".encode()) == "héllo"
-    for bad, match in (("", "empty"), ("   \n", "empty"), (b"\xff\xfe", "UTF-8"),
-                       ("x" * 11, "limit is 10")):
+    for bad, match in (
+        ("", "empty"),
+        ("   \n", "empty"),
+        (b"\xff\xfe", "UTF-8"),
+        ("x" * 11, "limit is 10"),
+    ):
         with pytest.raises(InvalidInput, match=match):
             validate_text(bad, max_bytes=10)

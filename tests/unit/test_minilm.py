@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from synesthesia.errors import InvalidInput
 from synesthesia.models import create_model, list_models
 from synesthesia.models.minilm.config import AudioCfg
 from synesthesia.models.minilm.preprocess import audio_to_windows, split_windows
+
 from tests import media_factory as mf
 
 

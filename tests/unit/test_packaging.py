@@ -12,10 +12,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_package_folder_is_listed() -> None:
-    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     found = set()
-    for root, prefix in ((REPO / "shared" / "synesthesia", "synesthesia"),
-                         (REPO / "services", "synesthesia.services")):
+    for root, prefix in (
+        (REPO / "shared" / "synesthesia", "synesthesia"),
+        (REPO / "services", "synesthesia.services"),
+    ):
         for init in root.rglob("__init__.py"):
             rel = init.parent.relative_to(root).parts
             if "__pycache__" not in rel:

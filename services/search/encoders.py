@@ -1,0 +1,114 @@
+"""The search service's view of the encoder services: async gRPC clients with deadlines and
+retries, mapping the encoders' failures to domain errors (UNAVAILABLE stays UNAVAILABLE, an
+encoder's INVALID_ARGUMENT stays INVALID_ARGUMENT with its message)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+from grpc import aio
+from synesthesia.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidInput,
+    SynesthesiaError,
+    Unavailable,
+)
+from synesthesia.modality import Modality
+from synesthesia.protoconv import modality_to_proto
+from synesthesia.serving.server import channel_options
+from synesthesia.v1 import encoder_pb2, encoder_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncodedBatch:
+    vectors: np.ndarray  # float32 [n, dim]
+    model_id: str
+
+
+class EncoderGateway:
+    def __init__(
+        self, targets: dict[Modality, str], timeout_s: float, retries: int, max_message_bytes: int
+    ) -> None:
+        self.targets = {m: t for m, t in targets.items() if t}
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self._channels = {
+            m: aio.insecure_channel(t, options=channel_options(max_message_bytes))
+            for m, t in self.targets.items()
+        }
+        self._stubs = {m: encoder_pb2_grpc.EncoderServiceStub(c) for m, c in self._channels.items()}
+
+    async def embed(
+        self,
+        modality: Modality,
+        contents: list[str | bytes],
+        ids: list[str],
+        deadline: float | None,
+    ) -> EncodedBatch:
+        """``deadline``: absolute time.monotonic() by which the caller needs the answer."""
+        stub = self._stubs.get(modality)
+        if stub is None:
+            raise FailedPrecondition(
+                f"no {modality.value} encoder is configured for this search service "
+                f"(set SYNESTHESIA_{modality.value.upper()}_ENCODER)"
+            )
+        items = [
+            encoder_pb2.Item(text=c, id=i) if isinstance(c, str) else encoder_pb2.Item(data=c, id=i)
+            for c, i in zip(contents, ids, strict=True)
+        ]
+        request = encoder_pb2.EmbedRequest(modality=modality_to_proto(modality), items=items)
+        attempt = 0
+        while True:
+            timeout = self.timeout_s
+            if deadline is not None:
+                timeout = min(timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    raise DeadlineExceeded(
+                        f"deadline passed before the {modality.value} encoder answered"
+                    )
+            try:
+                reply = await stub.Embed(request, timeout=timeout)
+                break
+            except aio.AioRpcError as err:
+                mapped = self._map(modality, err)
+                if isinstance(mapped, Unavailable) and attempt < self.retries:
+                    attempt += 1
+                    await asyncio.sleep(min(0.2 * attempt, 1.0))
+                    continue
+                raise mapped from None
+        vectors = np.asarray([e.values for e in reply.embeddings], dtype=np.float32)
+        return EncodedBatch(vectors.reshape(len(items), reply.dim), reply.model_id)
+
+    def _map(self, modality: Modality, err: aio.AioRpcError) -> SynesthesiaError:
+        where = f"{modality.value} encoder at {self.targets[modality]}"
+        code = err.code()
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return InvalidInput(err.details() or "rejected by the encoder")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return DeadlineExceeded(f"{where} did not answer in time")
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            return Unavailable(f"{where} is unavailable: {err.details()}")
+        log.warning("%s failed: %s %s", where, code, err.details())
+        return Unavailable(f"{where} failed ({code.name}): {err.details()}")
+
+    async def info(self) -> encoder_pb2.InfoResponse:
+        """Info of the first configured encoder (text, image, audio order)."""
+        if not self._stubs:
+            raise FailedPrecondition("no encoder service is configured")
+        modality, stub = next(iter(self._stubs.items()))
+        try:
+            return await stub.Info(encoder_pb2.InfoRequest(), timeout=self.timeout_s)
+        except aio.AioRpcError as err:
+            raise self._map(modality, err) from None
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
