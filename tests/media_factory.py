@@ -48,7 +48,7 @@ def wav(
     fmt: str = "WAV",
     subtype: str | None = None,
 ) -> bytes:
-    t = np.arange(int(round(seconds * sr))) / sr
+    t = np.arange(round(seconds * sr)) / sr
     tone = (0.3 * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
     data = np.stack([tone * (c + 1) / channels for c in range(channels)], axis=1)
     buf = io.BytesIO()

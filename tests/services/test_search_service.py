@@ -60,7 +60,9 @@ def start_search(
     server, app = stack.enter_context(ctx)
     app.close = _Closer(app).close  # type: ignore[attr-defined]
     channel = stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
-    return search_pb2_grpc.SearchServiceStub(channel)
+    stub = search_pb2_grpc.SearchServiceStub(channel)
+    stub.target = f"127.0.0.1:{server.port}"  # type: ignore[attr-defined]
+    return stub
 
 
 @pytest.fixture(scope="module")
@@ -393,3 +395,29 @@ def test_encoders_down_then_back(tmp_path: Path) -> None:
                 search_pb2.QueryRequest(collection="c", text="a dog", k=1), timeout=30
             )
             assert [h.id for h in reply.hits] == ["v"]
+
+
+def test_index_folder_is_resumable_and_search_prints_a_table(
+    search: search_pb2_grpc.SearchServiceStub,
+    triples: list[dict],
+    tmp_path: Path,  # type: ignore[type-arg]
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from synesthesia.search_cli import index_folder, search_main
+
+    for r in triples[:4]:
+        (tmp_path / f"{r['label']}.png").write_bytes(r["image_bytes"])
+        (tmp_path / f"{r['label']}.ogg").write_bytes(r["audio_bytes"])
+        (tmp_path / f"{r['label']}.txt").write_text(r["caption"])
+    (tmp_path / "notes.md").write_text("ignored: not a known extension")
+    target = search.target  # type: ignore[attr-defined]
+    assert index_folder(target, tmp_path, "folder", batch=5, progress=False) == (12, 0)
+    assert index_folder(target, tmp_path, "folder", batch=5, progress=False) == (0, 12)
+    assert _count(search, "folder") == 12
+    sound = tmp_path / f"{triples[1]['label']}.ogg"
+    rc = search_main(
+        ["-c", "folder", "--audio", str(sound), "--only", "audio", "-k", "2", "--address", target]
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0 and len(out) == 3 and out[1].split()[:3] == ["1", "1.000", "audio"]
+    assert f"{triples[1]['label']}.ogg" in out[1]
