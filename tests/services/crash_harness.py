@@ -146,7 +146,7 @@ def run(data_dir: Path, kills: int, seed: int = 0, chunk: int = 25) -> CrashRepo
                             )
                         yield search_pb2.UpsertRequest(collection="crash", items=items)
 
-                def consume() -> None:
+                def consume(stub: search_pb2_grpc.SearchServiceStub = stub) -> None:
                     try:
                         for ack in stub.UpsertStream(requests(), timeout=120):
                             acked.extend(ack.ids)  # acknowledged = committed
