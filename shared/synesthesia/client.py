@@ -49,8 +49,18 @@ def _to_array(responses: Sequence[encoder_pb2.EmbedResponse], dim: int) -> np.nd
     return np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
 
 
-def _metadata(request_id: str | None) -> tuple[tuple[str, str], ...]:
-    return (("x-request-id", request_id or uuid.uuid4().hex[:16]),)
+def _metadata(
+    request_id: str | None, extra: Sequence[tuple[str, str]] = ()
+) -> tuple[tuple[str, str], ...]:
+    return (("x-request-id", request_id or uuid.uuid4().hex[:16]), *extra)
+
+
+def _extra_metadata(
+    application: str | None, metadata: Sequence[tuple[str, str]]
+) -> tuple[tuple[str, str], ...]:
+    """``application`` picks the Ray Serve application behind a shared Ray gRPC proxy (e.g.
+    "text"); the standalone services ignore it."""
+    return (*((("application", application),) if application else ()), *metadata)
 
 
 class EncoderClient:
@@ -62,15 +72,20 @@ class EncoderClient:
         timeout: float = 60.0,
         batch_size: int = 64,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        application: str | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.batch_size = batch_size
+        self.metadata = _extra_metadata(application, metadata)
         self._channel = grpc.insecure_channel(target, options=channel_options(max_message_bytes))
         self.stub = encoder_pb2_grpc.EncoderServiceStub(self._channel)
 
     def info(self) -> encoder_pb2.InfoResponse:
-        return self.stub.Info(encoder_pb2.InfoRequest(), timeout=self.timeout)
+        return self.stub.Info(
+            encoder_pb2.InfoRequest(), timeout=self.timeout, metadata=_metadata(None, self.metadata)
+        )
 
     def embed_response(
         self,
@@ -84,7 +99,7 @@ class EncoderClient:
             self.stub.Embed(
                 encoder_pb2.EmbedRequest(modality=modality_to_proto(m), items=items[part]),
                 timeout=self.timeout,
-                metadata=_metadata(None),
+                metadata=_metadata(None, self.metadata),
             )
             for part in _chunks(len(items), self.batch_size)
         ]
@@ -117,17 +132,22 @@ class AsyncEncoderClient:
         timeout: float = 60.0,
         batch_size: int = 64,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        application: str | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.batch_size = batch_size
+        self.metadata = _extra_metadata(application, metadata)
         self._channel = grpc.aio.insecure_channel(
             target, options=channel_options(max_message_bytes)
         )
         self.stub = encoder_pb2_grpc.EncoderServiceStub(self._channel)
 
     async def info(self) -> encoder_pb2.InfoResponse:
-        return await self.stub.Info(encoder_pb2.InfoRequest(), timeout=self.timeout)
+        return await self.stub.Info(
+            encoder_pb2.InfoRequest(), timeout=self.timeout, metadata=_metadata(None, self.metadata)
+        )
 
     async def embed(
         self,
@@ -143,7 +163,7 @@ class AsyncEncoderClient:
             self.stub.Embed(
                 encoder_pb2.EmbedRequest(modality=modality_to_proto(m), items=items[part]),
                 timeout=self.timeout,
-                metadata=_metadata(None),
+                metadata=_metadata(None, self.metadata),
             )
             for part in _chunks(len(items), self.batch_size)
         ]

@@ -1,0 +1,41 @@
+"""Domain errors -> gRPC status codes on Ray Serve's gRPC context, the Ray twin of the standalone
+servers' error interceptor: bad input is INVALID_ARGUMENT with the message naming the item;
+anything unexpected is INTERNAL with a generic message (the traceback goes to the replica log)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from synesthesia.errors import SynesthesiaError
+
+log = logging.getLogger(__name__)
+
+
+def code_of(exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, SynesthesiaError):
+        return getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
+    return grpc.StatusCode.INTERNAL
+
+
+@contextmanager
+def grpc_status(context: Any | None, method: str) -> Iterator[None]:
+    """Sets the status of a failing call on ``context`` (a RayServegRPCContext, or None when the
+    call came through a deployment handle) and re-raises; Ray keeps a status set before raising."""
+    try:
+        yield
+    except SynesthesiaError as exc:
+        log.info("%s -> %s: %s", method, code_of(exc).name, exc)
+        if context is not None:
+            context.set_code(code_of(exc))
+            context.set_details(str(exc))
+        raise
+    except Exception:
+        log.exception("unexpected error in %s", method)
+        if context is not None:
+            context.set_code(grpc.StatusCode.INTERNAL)
+            context.set_details(f"internal error in {method}; see the replica log")
+        raise
