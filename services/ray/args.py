@@ -70,12 +70,13 @@ class SearchOptions(BaseModel):
     data_dir: Path = Field(Path("data/ray-index"), description="shard i uses data_dir/shard-i")
     max_items_per_request: int = Field(1024, ge=1)
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    snapshot_interval_s: float = Field(60.0, gt=0, description="snapshot changed collections")
     encoder_apps: dict[str, str] = Field(
         default_factory=lambda: {"text": "text", "image": "image", "audio": "audio"},
         description="modality -> name of the Ray Serve application hosting its encoder",
     )
-    shard_scaling: Scaling = Field(
-        default_factory=lambda: Scaling(num_cpus=0.25, min_replicas=1, max_replicas=1)
+    shard_num_cpus: float = Field(
+        0.25, gt=0, description="per shard; a shard is ONE replica (it owns its data directory)"
     )
 
 

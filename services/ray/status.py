@@ -10,9 +10,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import grpc
+from ray.exceptions import RayTaskError
 from synesthesia.errors import SynesthesiaError
 
 log = logging.getLogger(__name__)
+
+
+def message_of(exc: BaseException) -> str:
+    """The domain message; an error raised in another replica arrives as a RayTaskError that is
+    also an instance of the original class, whose str() would carry the remote traceback."""
+    cause = exc.cause if isinstance(exc, RayTaskError) else None
+    return str(cause) if cause is not None else str(exc)
 
 
 def code_of(exc: BaseException) -> grpc.StatusCode:
@@ -28,10 +36,10 @@ def grpc_status(context: Any | None, method: str) -> Iterator[None]:
     try:
         yield
     except SynesthesiaError as exc:
-        log.info("%s -> %s: %s", method, code_of(exc).name, exc)
+        log.info("%s -> %s: %s", method, code_of(exc).name, message_of(exc))
         if context is not None:
             context.set_code(code_of(exc))
-            context.set_details(str(exc))
+            context.set_details(message_of(exc))
         raise
     except Exception:
         log.exception("unexpected error in %s", method)
