@@ -14,7 +14,7 @@ _TO_PROTO = {
 _FROM_PROTO = {v: k for k, v in _TO_PROTO.items()}
 
 
-def modality_to_proto(m: Modality | str) -> common_pb2.Modality.ValueType:
+def modality_to_proto(m: Modality | str) -> common_pb2.Modality:
     return _TO_PROTO[Modality.parse(m)]
 
 

@@ -48,10 +48,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # animated GIF/WebP: the first frame
         img.load()
-        img = ImageOps.exif_transpose(img) or img
+        upright: Image.Image = ImageOps.exif_transpose(img) or img
     except Exception as exc:  # truncated or corrupt pixel data
         raise InvalidInput(f"corrupt or truncated {img.format or 'image'} data: {exc}") from None
-    return to_rgb(img)
+    return to_rgb(upright)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
