@@ -143,3 +143,23 @@ def test_checkpoint_errors(official: Path, tmp_path: Path) -> None:
     torch.save({"modality_trunks.audio.x": torch.ones(1)}, tmp_path / "partial.pth")
     with pytest.raises(CheckpointError, match="no weights for"):
         create_model("imagebind-test", checkpoint=tmp_path / "partial.pth", modalities=["text"])
+
+
+def test_service_settings_kwargs_are_accepted() -> None:
+    """The encoder service passes its media limits; bad items fail as InvalidInput."""
+    from synesthesia.errors import InvalidInput
+
+    kw = {"max_image_pixels": 1000, "max_audio_seconds": 1.0, "max_text_bytes": 10}
+    text = create_model("imagebind-test", modalities=["text"], **kw)
+    assert text.embed("text", ["short"]).shape == (1, 32)
+    with pytest.raises(InvalidInput, match="item 0"):
+        text.embed("text", ["far more than ten bytes"])
+    audio = create_model("imagebind-test", modalities=["audio"], **kw)
+    with pytest.raises(InvalidInput, match="limit"):
+        import io
+
+        import soundfile as sf
+
+        buf = io.BytesIO()
+        sf.write(buf, np.zeros(32000, dtype=np.float32), 16000, format="WAV")
+        audio.embed("audio", [buf.getvalue()])

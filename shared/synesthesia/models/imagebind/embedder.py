@@ -19,6 +19,7 @@ from synesthesia.errors import InvalidInput
 from synesthesia.media import decode_audio, decode_image, validate_text
 from synesthesia.media.audio import DEFAULT_MAX_SECONDS
 from synesthesia.media.image import DEFAULT_MAX_PIXELS
+from synesthesia.media.text import DEFAULT_MAX_TEXT_BYTES
 from synesthesia.modality import Modality
 from synesthesia.models.embedder import Embedder, ModelInfo, Prepared
 from synesthesia.models.imagebind.audio_decode import decode_audio_channels
@@ -58,6 +59,7 @@ class ImageBindEmbedder(Embedder):
         audio_channels: AudioChannels = "reference",
         max_audio_seconds: float = DEFAULT_MAX_SECONDS,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
@@ -69,6 +71,7 @@ class ImageBindEmbedder(Embedder):
         self.audio_channels = audio_channels
         self.max_audio_seconds = max_audio_seconds
         self.max_image_pixels = max_image_pixels
+        self.max_text_bytes = max_text_bytes
         served = {v: k for k, v in TOWER.items()}
         self._modalities = tuple(served[m] for m in model.modalities)
         self._dtype = next(model.parameters()).dtype
@@ -88,7 +91,7 @@ class ImageBindEmbedder(Embedder):
     def _prepare(self, modality: Modality, item: Any) -> Prepared:
         if modality is Modality.TEXT:
             assert self.tokenizer is not None
-            ids, truncated = self.tokenizer.encode_padded(validate_text(item))
+            ids, truncated = self.tokenizer.encode_padded(validate_text(item, self.max_text_bytes))
             return Prepared(inputs={"x": ids}, truncated=truncated)
         if modality is Modality.IMAGE:
             image = decode_image(_as_bytes(item, "image"), self.max_image_pixels)
