@@ -65,6 +65,22 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def convert_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="synesthesia convert",
+        description="write per-modality safetensors files that load faster and hold one slice",
+    )
+    parser.add_argument("family", choices=["imagebind"])
+    parser.add_argument("checkpoint", type=Path, help="the official imagebind_huge.pth")
+    parser.add_argument("outdir", type=Path)
+    args = parser.parse_args(argv)
+    from synesthesia.models.imagebind import convert_checkpoint
+
+    for modality, path in convert_checkpoint(args.checkpoint, args.outdir).items():
+        print(f"{modality:8s} {path}")
+    return 0
+
+
 def _delegate(module: str, function: str, argv: Sequence[str]) -> int:
     import importlib
 
@@ -109,8 +125,8 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         ("eval", "synesthesia.train.cli", "eval_main", "evaluate weights on the fixed splits"),
         (
             "convert",
-            "synesthesia.models.imagebind.convert",
-            "cli_main",
+            "synesthesia.cli",
+            "convert_main",
             "convert a checkpoint, e.g. `convert imagebind CHECKPOINT OUTDIR`",
         ),
         ("index", "synesthesia.search_cli", "index_main", "index a folder into a collection"),
