@@ -1,0 +1,39 @@
+{{/* Names, labels and the image, shared by every template. */}}
+{{- define "synesthesia.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "synesthesia.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "synesthesia.labels" -}}
+{{ include "synesthesia.selectorLabels" . }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "synesthesia.image" -}}
+{{ printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end -}}
+
+{{- define "synesthesia.env" -}}
+{{- range $k, $v := .Values.env }}
+- name: {{ $k }}
+  value: {{ $v | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "synesthesia.searchClaim" -}}
+{{- if .Values.ray.searchVolume.existingClaim -}}
+{{ .Values.ray.searchVolume.existingClaim }}
+{{- else -}}
+{{ include "synesthesia.fullname" . }}-ray-index
+{{- end -}}
+{{- end -}}

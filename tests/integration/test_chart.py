@@ -1,0 +1,147 @@
+"""charts/synesthesia, offline: the chart lints (strict) and renders in both modes and with both
+TLS options (helm-python-sdk, the Helm library without a binary or cluster); built-in kinds
+validate against the Kubernetes schemas (kubernetes-validate, strict); the RayService, a CRD
+with no offline schema, is checked here: its serveConfigV2 passes Ray Serve's own schema and
+equals services/ray/serve_config.yaml, and its pod templates validate as PodTemplates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+helm = pytest.importorskip("helm_python")
+kv = pytest.importorskip("kubernetes_validate")
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "synesthesia"
+KUBE = "1.30.0"
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ray": {},
+    "ray-tls-ingress": {"tls": {"enabled": True, "mode": "ingress"}},
+    "ray-tls-sidecar": {"tls": {"enabled": True, "mode": "sidecar"}},
+    "standalone": {"mode": "standalone"},
+}
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+    manifests = helm.Chart.load(str(CHART)).render(values, name="syn", namespace="ml")
+    return [
+        doc
+        for path, text in sorted(manifests.items())
+        if path.endswith(".yaml")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_lints_strict(variant: str) -> None:
+    report = helm.lint(str(CHART), VARIANTS[variant], strict=True)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_built_in_kinds_validate(variant: str) -> None:
+    docs = render(VARIANTS[variant])
+    builtin = [d for d in docs if not d["apiVersion"].startswith("ray.io/")]
+    assert builtin
+    for doc in builtin:
+        kv.validate(doc, KUBE, strict=True)
+
+
+def test_validation_catches_a_broken_manifest() -> None:
+    deployment = by_kind(render(VARIANTS["standalone"]), "Deployment")[0]
+    deployment["spec"]["template"]["spec"]["containers"][0]["startupProbe"]["grpc"]["port"] = "x"
+    with pytest.raises(kv.ValidationError):
+        kv.validate(deployment, KUBE, strict=True)
+
+
+def test_ray_mode_renders_a_rayservice_with_the_serve_config() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    docs = render({})
+    assert {d["kind"] for d in docs} == {"RayService", "Service", "PersistentVolumeClaim"}
+    (rs,) = by_kind(docs, "RayService")
+    assert rs["apiVersion"] == "ray.io/v1"
+    serve_config = yaml.safe_load(rs["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(serve_config)
+    assert serve_config == yaml.safe_load((REPO / "services/ray/serve_config.yaml").read_text())
+    cluster = rs["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == __import__("ray").__version__
+    head = cluster["headGroupSpec"]["template"]
+    workers = cluster["workerGroupSpecs"]
+    assert len(workers) == 1 and workers[0]["minReplicas"] <= workers[0]["maxReplicas"]
+    for template in (head, workers[0]["template"]):
+        pod_template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "x"}}
+        kv.validate({**pod_template, "template": template}, KUBE, strict=True)
+        mounts = template["spec"]["containers"][0]["volumeMounts"]
+        assert {"name": "search-index", "mountPath": "/data"} in mounts
+    ports = {p["name"]: p["containerPort"] for p in head["spec"]["containers"][0]["ports"]}
+    assert ports["grpc"] == serve_config["grpc_options"]["port"]
+    (svc,) = by_kind(docs, "Service")
+    assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "ray-head"
+    assert (
+        head["metadata"]["labels"].items()
+        >= {k: v for k, v in svc["spec"]["selector"].items() if not k.startswith("ray.io/")}.items()
+    )
+
+
+def test_tls_options_front_the_grpc_proxy() -> None:
+    ingress = by_kind(render(VARIANTS["ray-tls-ingress"]), "Ingress")[0]
+    assert ingress["spec"]["tls"][0]["secretName"] == "synesthesia-tls"
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "syn-synesthesia-grpc", "port": {"name": "grpc"}}
+    assert (
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    )
+
+    docs = render(VARIANTS["ray-tls-sidecar"])
+    (rs,) = by_kind(docs, "RayService")
+    containers = rs["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["ray-head", "tls-proxy"]
+    conf = by_kind(docs, "ConfigMap")[0]["data"]["grpc-tls.conf"]
+    assert "listen 9443 ssl" in conf and "grpc_pass grpc://127.0.0.1:9000" in conf
+    assert {p["name"] for p in by_kind(docs, "Service")[0]["spec"]["ports"]} == {"grpc", "grpc-tls"}
+
+    with pytest.raises(helm.HelmError):
+        render({"tls": {"enabled": True, "mode": "plaintext"}})
+
+
+def test_standalone_mode_has_grpc_probes_services_and_a_pvc() -> None:
+    docs = render(VARIANTS["standalone"])
+    assert not by_kind(docs, "RayService")
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(docs, "Deployment")
+    }
+    services = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in by_kind(docs, "Service")
+    }
+    assert set(deployments) == set(services) == {"text", "image", "audio", "search"}
+    for name, dep in deployments.items():
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == ["serve", name]  # the README's command
+        port = container["ports"][0]["containerPort"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"] == {"port": port}, (name, probe)
+        selector = services[name]["spec"]["selector"]
+        assert dep["spec"]["template"]["metadata"]["labels"].items() >= selector.items()
+        assert services[name]["spec"]["ports"][0]["port"] == port
+    search = deployments["search"]
+    assert search["spec"]["replicas"] == 1 and search["spec"]["strategy"]["type"] == "Recreate"
+    (pvc,) = by_kind(docs, "PersistentVolumeClaim")
+    claim = search["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert claim == pvc["metadata"]["name"]
+    env = {
+        e["name"]: e["value"] for e in search["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["SYNESTHESIA_TEXT_ENCODER"] == "syn-synesthesia-text:50051"
+    assert env["SYNESTHESIA_DATA_DIR"] == "/data/index"

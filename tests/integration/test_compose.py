@@ -1,0 +1,124 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine: the compose file
+validates against the compose-spec schema; every service runs the README's command from the
+same image, is health-checked through grpc.health.v1, and is configured only with settings
+that exist; the Dockerfile is multi-stage, installs from pyproject and runs as non-root."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def compose() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_validates_against_the_compose_spec() -> None:
+    exe = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    assert exe, "check-jsonschema is in the test extra"
+    result = subprocess.run(
+        [exe, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_check_catches_a_broken_file(tmp_path: Path) -> None:
+    broken = compose()
+    broken["services"]["text"]["healthcheck"]["retries"] = "three"
+    broken["services"]["text"]["restrat"] = "always"
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken))
+    exe = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    assert exe
+    result = subprocess.run(
+        [exe, "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+
+
+def test_services_run_the_readme_commands_with_health_checks() -> None:
+    services = compose()["services"]
+    assert {"text", "image", "audio", "search", "ray"} <= set(services)
+    readme = (REPO / "README.md").read_text()
+    for name, svc in services.items():
+        command = " ".join(svc["command"])
+        assert command.startswith(f"serve {name}"), name
+        assert f"synesthesia serve {name}" in readme, f"README does not show `serve {name}`"
+        test = svc["healthcheck"]["test"]
+        assert test[:4] == ["CMD", "python", "-m", "synesthesia.healthcheck"], name
+        port = svc["ports"][0].rsplit(":", 1)[1]
+        assert test[4] == f"127.0.0.1:{port}", name
+    assert services["ray"]["profiles"] == ["ray"]
+    assert "--application" in services["ray"]["healthcheck"]["test"]
+    assert set(services["search"]["depends_on"]) == {"text", "image", "audio"}
+
+
+def test_search_index_is_a_named_volume() -> None:
+    doc = compose()
+    assert "search-index" in doc["volumes"]
+    search = doc["services"]["search"]
+    assert "search-index:/data" in search["volumes"]
+    assert search["environment"]["SYNESTHESIA_DATA_DIR"].startswith("/data/")
+
+
+def test_environment_names_only_real_settings() -> None:
+    from synesthesia.services.encoder.settings import EncoderSettings
+    from synesthesia.services.search.settings import SearchSettings
+
+    fields = {
+        "encoder": {f"SYNESTHESIA_{n.upper()}" for n in EncoderSettings.model_fields},
+        "search": {f"SYNESTHESIA_{n.upper()}" for n in SearchSettings.model_fields},
+    }
+    for name, svc in compose()["services"].items():
+        if name == "ray":
+            continue
+        known = fields["search" if name == "search" else "encoder"]
+        env = {k for k in svc["environment"] if k.startswith("SYNESTHESIA_")}
+        assert env <= known, f"{name}: unknown settings {sorted(env - known)}"
+        settings_cls = SearchSettings if name == "search" else EncoderSettings
+        values = {k.removeprefix("SYNESTHESIA_").lower(): v for k, v in svc["environment"].items()}
+        settings_cls(**{k: v for k, v in values.items() if k != "modality"})  # values parse
+
+
+def test_dockerfile_is_multistage_non_root_and_uses_the_cli() -> None:
+    text = DOCKERFILE.read_text()
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\w+)", text, flags=re.M)
+    assert stages == ["build", "runtime"]
+    runtime = text.split("AS runtime", 1)[1]
+    user = re.findall(r"^USER\s+(\S+)", runtime, flags=re.M)
+    assert user and not user[-1].startswith(("root", "0:", "0")), user
+    assert "COPY --from=build /opt/venv /opt/venv" in runtime
+    assert re.search(r'pip install "/src\$\{EXTRAS', text)  # from pyproject, extras optional
+    assert 'ENTRYPOINT ["synesthesia"]' in runtime
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "synesthesia" in scripts
+    for path in re.findall(r"^COPY (?!--from)(\S+)", text, flags=re.M):
+        for part in path.split():
+            assert (REPO / part).exists(), part
+    ignored = (REPO / ".dockerignore").read_text()
+    assert "!services/" in ignored and "!shared/" in ignored
+
+
+@pytest.mark.parametrize("args", [["127.0.0.1:1", "--timeout", "0.5"]])
+def test_healthcheck_exits_non_zero_when_nothing_listens(args: list[str]) -> None:
+    from synesthesia.healthcheck import main
+
+    assert main(args) == 1
