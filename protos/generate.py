@@ -1,7 +1,7 @@
 """Regenerate the committed gRPC stubs from protos/synesthesia/v1/*.proto.
 
-    python protos/generate.py            # writes shared/synesthesia/v1/*_pb2*.py(i)
-    python protos/generate.py OUT_DIR    # writes OUT_DIR/synesthesia/v1/... (used by the stale test)
+python protos/generate.py            # writes shared/synesthesia/v1/*_pb2*.py(i)
+python protos/generate.py OUT_DIR    # writes OUT_DIR/synesthesia/v1/... (used by the stale test)
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ DEFAULT_OUT = PROTO_ROOT.parent / "shared"
 
 
 def generate(out_root: Path = DEFAULT_OUT) -> list[Path]:
+    import grpc_tools
     from grpc_tools import protoc  # only needed by developers, never at run time
 
-    import grpc_tools
-
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "synesthesia" / "v1").glob("*.proto"))
+    protos = sorted(
+        str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "synesthesia" / "v1").glob("*.proto")
+    )
     include = Path(grpc_tools.__file__).parent / "_proto"
     (out_root / "synesthesia" / "v1").mkdir(parents=True, exist_ok=True)
     args = [

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from synesthesia.cli import main as cli_main
 from synesthesia.client import EncoderClient
 from synesthesia.modality import Modality
 from synesthesia.models import create_model
 from synesthesia.services.encoder.app import start_encoder
 from synesthesia.services.encoder.settings import EncoderSettings
+
 from tests import media_factory as mf
 from tests.servers import running
 

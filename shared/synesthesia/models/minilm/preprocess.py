@@ -37,9 +37,9 @@ def pixels_to_tensor(arr: np.ndarray, cfg: ImageCfg) -> torch.Tensor:
 
 def window_frames(cfg: AudioCfg) -> int:
     """Number of fbank frames of one full window."""
-    samples = int(round(cfg.window_seconds * cfg.sample_rate_hz))
-    flen = int(round(cfg.frame_length_ms * cfg.sample_rate_hz / 1000))
-    fshift = int(round(cfg.frame_shift_ms * cfg.sample_rate_hz / 1000))
+    samples = round(cfg.window_seconds * cfg.sample_rate_hz)
+    flen = round(cfg.frame_length_ms * cfg.sample_rate_hz / 1000)
+    fshift = round(cfg.frame_shift_ms * cfg.sample_rate_hz / 1000)
     return 1 + (samples - flen) // fshift
 
 
@@ -47,8 +47,8 @@ def split_windows(wave: np.ndarray, cfg: AudioCfg) -> list[np.ndarray]:
     """Cut a 16 kHz waveform into consecutive windows. The first window is always kept (short
     clips are padded later, with the padding masked); a tail shorter than
     ``min_last_window_seconds`` after it is dropped."""
-    win = int(round(cfg.window_seconds * cfg.sample_rate_hz))
-    min_tail = int(round(cfg.min_last_window_seconds * cfg.sample_rate_hz))
+    win = round(cfg.window_seconds * cfg.sample_rate_hz)
+    min_tail = round(cfg.min_last_window_seconds * cfg.sample_rate_hz)
     out = [wave[:win]]
     for start in range(win, len(wave), win):
         chunk = wave[start : start + win]
@@ -60,7 +60,7 @@ def split_windows(wave: np.ndarray, cfg: AudioCfg) -> list[np.ndarray]:
 def log_mel(wave: np.ndarray | torch.Tensor, cfg: AudioCfg) -> torch.Tensor:
     """Kaldi-compatible log-mel filterbank [T, M], normalised with the config's constants."""
     w = torch.as_tensor(wave, dtype=torch.float32)
-    flen = int(round(cfg.frame_length_ms * cfg.sample_rate_hz / 1000))
+    flen = round(cfg.frame_length_ms * cfg.sample_rate_hz / 1000)
     if w.numel() < flen:  # at least one frame
         w = torch.nn.functional.pad(w, (0, flen - w.numel()))
     fb = kaldi.fbank(

@@ -3,6 +3,8 @@ shared MiniLM backbone (``inputs_embeds``), with a validity mask."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -35,7 +37,7 @@ class ImageStem(nn.Module):
             nn.BatchNorm2d(c[0]),
             nn.GELU(),
         ]
-        for cin, cout in zip(c[:-1], c[1:], strict=True):
+        for cin, cout in itertools.pairwise(c):
             layers.append(ConvBlock(cin, cout, stride=2))
             layers.extend(ConvBlock(cout, cout, stride=1) for _ in range(cfg.blocks_per_stage - 1))
         self.body = nn.Sequential(*layers)
@@ -66,7 +68,9 @@ class AudioStem(nn.Module):
             mel_out = (mel_out + 1) // 2
         self.proj = nn.Linear(c[-1] * mel_out, dim)
 
-    def forward(self, fbank: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, fbank: torch.Tensor, frames: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = fbank.transpose(1, 2).unsqueeze(1)  # [B, 1, M, T]
         f = self.body(x)  # [B, C, M', T']
         b, ch, m, t = f.shape
