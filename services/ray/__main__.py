@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="Ray Serve HTTP bind address")
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--address", default=None, help="Ray cluster address; default: start one")
-    p.add_argument("--num-cpus", type=float, default=None, help="CPUs of a local Ray")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
     p.add_argument("--object-store-mb", type=int, default=None, help="local Ray object store")
     p.add_argument("--model", default="synesthesia-minilm")
     p.add_argument("--checkpoint", default=None)

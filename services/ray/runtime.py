@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def init_ray(
     address: str | None = None,
-    num_cpus: float | None = None,
+    num_cpus: int | None = None,
     object_store_bytes: int | None = None,
 ) -> None:
     """Join the cluster at ``address`` ("auto" for a local ``ray start``) or start a local one."""

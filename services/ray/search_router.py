@@ -97,7 +97,7 @@ class SearchRouter:
         self, request: search_pb2.ListCollectionsRequest, grpc_context: Any = None
     ) -> search_pb2.ListCollectionsResponse:
         with grpc_status(grpc_context, "ListCollections"):
-            return await self.shards[0].list.remote()
+            return await self.shards[0].list_collections.remote()
 
     async def DescribeCollection(
         self, request: search_pb2.DescribeCollectionRequest, grpc_context: Any = None

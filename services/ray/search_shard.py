@@ -62,7 +62,7 @@ class SearchShard:
     ) -> search_pb2.CreateCollectionResponse:
         return await asyncio.to_thread(self.core.create, config)
 
-    async def list(self) -> search_pb2.ListCollectionsResponse:
+    async def list_collections(self) -> search_pb2.ListCollectionsResponse:
         return await asyncio.to_thread(self.core.list)
 
     async def describe(self, name: str) -> search_pb2.DescribeCollectionResponse:
