@@ -59,7 +59,9 @@ class MiniLMConfig:
             fields = kind.__dataclass_fields__
             unknown = set(values) - set(fields)
             if unknown:
-                raise ValueError(f"unknown {kind.__name__} fields in weights config: {sorted(unknown)}")
+                raise ValueError(
+                    f"unknown {kind.__name__} fields in weights config: {sorted(unknown)}"
+                )
             return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
         return cls(

@@ -54,7 +54,9 @@ class SynesthesiaMiniLM(nn.Module):
         self.image = ImageTower(cfg) if "image" in modalities else None
         self.audio = AudioTower(cfg) if "audio" in modalities else None
 
-    def _through_backbone(self, tokens: torch.Tensor, valid: torch.Tensor, use: bool) -> torch.Tensor:
+    def _through_backbone(
+        self, tokens: torch.Tensor, valid: torch.Tensor, use: bool
+    ) -> torch.Tensor:
         if use:
             return masked_mean(self.backbone(tokens, valid), valid)
         return masked_mean(tokens, valid)
