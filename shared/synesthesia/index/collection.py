@@ -42,6 +42,7 @@ from synesthesia.index.filters import Filter, parse_filter
 from synesthesia.index.rwlock import RWLock
 from synesthesia.index.store import Store
 from synesthesia.index.types import (
+    MAX_K,
     CollectionInfo,
     CollectionSpec,
     Hit,
@@ -304,7 +305,8 @@ class Collection:
         elif self._dead or exclude is not None:
             selector = self._excluding(exclude)
         widen = min(len(self._rows) / max(n_cand, 1), 32.0)
-        dist, labels = self._index.search(q, k, selector, widen)
+        rerank = 1 if self._index.is_exact else int(self.spec.params.get("rerank", 1))
+        dist, labels = self._index.search(q, min(k * rerank, MAX_K * 8), selector, widen)
         hits = [(int(lb), float(d)) for lb, d in zip(labels, dist, strict=True) if lb >= 0]
         if len(hits) < want:
             log.info(
@@ -316,6 +318,8 @@ class Collection:
             if allowed is None:
                 allowed = np.fromiter((lb for lb in self._rows if lb != exclude), dtype=np.int64)
             return self._exact(q, k, allowed)
+        if rerank > 1:  # compressed distances are coarse: re-score the candidates exactly
+            return self._exact(q, k, np.fromiter((lb for lb, _ in hits), dtype=np.int64))
         sign = -1.0 if self.spec.metric is Metric.L2 else 1.0
         return [self._hit(lb, sign * d) for lb, d in hits]
 

@@ -65,7 +65,15 @@ _DEFAULTS: dict[IndexKind, dict[str, int]] = {
     # M=32/efConstruction=80 builds 100k x 384 in well under a minute on one core.
     IndexKind.HNSW: {"M": 32, "ef_construction": 80, "ef_search": 128},
     # train_min = 0 means "use the documented default", see ivf_train_threshold().
-    IndexKind.IVF_PQ: {"nlist": 1024, "m": 48, "nbits": 8, "nprobe": 32, "train_min": 0},
+    # rerank R: fetch k*R candidates from the compressed index, re-score them exactly (R=1: off).
+    IndexKind.IVF_PQ: {
+        "nlist": 1024,
+        "m": 48,
+        "nbits": 8,
+        "nprobe": 32,
+        "train_min": 0,
+        "rerank": 8,
+    },
 }
 
 _RANGES: dict[str, tuple[int, int]] = {
@@ -77,6 +85,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "nbits": (4, 12),
     "nprobe": (1, 1 << 18),
     "train_min": (0, 1 << 30),
+    "rerank": (1, 64),
 }
 
 
