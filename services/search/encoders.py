@@ -40,9 +40,15 @@ class EncoderGateway:
         self.targets = {m: t for m, t in targets.items() if t}
         self.timeout_s = timeout_s
         self.retries = retries
+        # Short reconnect backoff: an encoder that comes back is used again within a second.
+        options = [
+            *channel_options(max_message_bytes),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ]
         self._channels = {
-            m: aio.insecure_channel(t, options=channel_options(max_message_bytes))
-            for m, t in self.targets.items()
+            m: aio.insecure_channel(t, options=options) for m, t in self.targets.items()
         }
         self._stubs = {m: encoder_pb2_grpc.EncoderServiceStub(c) for m, c in self._channels.items()}
 

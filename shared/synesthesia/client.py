@@ -8,6 +8,7 @@ requests of ``batch_size`` items; vectors come back as one float32 array in inpu
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator, Sequence
 from types import TracebackType
@@ -63,8 +64,8 @@ def _extra_metadata(
     return (*((("application", application),) if application else ()), *metadata)
 
 
-class EncoderClient:
-    """Blocking client of one encoder service."""
+class _EncoderClientBase:
+    """What the sync and asyncio clients share: settings, metadata and request splitting."""
 
     def __init__(
         self,
@@ -78,14 +79,35 @@ class EncoderClient:
         self.target = target
         self.timeout = timeout
         self.batch_size = batch_size
+        self.max_message_bytes = max_message_bytes
         self.metadata = _extra_metadata(application, metadata)
-        self._channel = grpc.insecure_channel(target, options=channel_options(max_message_bytes))
+
+    def _call_kwargs(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "metadata": _metadata(None, self.metadata)}
+
+    def _requests(
+        self, modality: Modality | str, contents: Sequence[Content], ids: Sequence[str] | None
+    ) -> list[encoder_pb2.EmbedRequest]:
+        m = Modality.parse(modality)
+        items = _items(m, contents, ids)
+        return [
+            encoder_pb2.EmbedRequest(modality=modality_to_proto(m), items=items[part])
+            for part in _chunks(len(items), self.batch_size)
+        ]
+
+
+class EncoderClient(_EncoderClientBase):
+    """Blocking client of one encoder service."""
+
+    def __init__(self, target: str, **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
+        self._channel = grpc.insecure_channel(
+            target, options=channel_options(self.max_message_bytes)
+        )
         self.stub = encoder_pb2_grpc.EncoderServiceStub(self._channel)
 
     def info(self) -> encoder_pb2.InfoResponse:
-        return self.stub.Info(
-            encoder_pb2.InfoRequest(), timeout=self.timeout, metadata=_metadata(None, self.metadata)
-        )
+        return self.stub.Info(encoder_pb2.InfoRequest(), **self._call_kwargs())
 
     def embed_response(
         self,
@@ -93,15 +115,9 @@ class EncoderClient:
         contents: Sequence[Content],
         ids: Sequence[str] | None = None,
     ) -> list[encoder_pb2.EmbedResponse]:
-        m = Modality.parse(modality)
-        items = _items(m, contents, ids)
         return [
-            self.stub.Embed(
-                encoder_pb2.EmbedRequest(modality=modality_to_proto(m), items=items[part]),
-                timeout=self.timeout,
-                metadata=_metadata(None, self.metadata),
-            )
-            for part in _chunks(len(items), self.batch_size)
+            self.stub.Embed(request, **self._call_kwargs())
+            for request in self._requests(modality, contents, ids)
         ]
 
     def embed(
@@ -123,31 +139,18 @@ class EncoderClient:
         self.close()
 
 
-class AsyncEncoderClient:
+class AsyncEncoderClient(_EncoderClientBase):
     """asyncio client of one encoder service; chunks are sent concurrently."""
 
-    def __init__(
-        self,
-        target: str,
-        timeout: float = 60.0,
-        batch_size: int = 64,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        application: str | None = None,
-        metadata: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        self.target = target
-        self.timeout = timeout
-        self.batch_size = batch_size
-        self.metadata = _extra_metadata(application, metadata)
+    def __init__(self, target: str, **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
         self._channel = grpc.aio.insecure_channel(
-            target, options=channel_options(max_message_bytes)
+            target, options=channel_options(self.max_message_bytes)
         )
         self.stub = encoder_pb2_grpc.EncoderServiceStub(self._channel)
 
     async def info(self) -> encoder_pb2.InfoResponse:
-        return await self.stub.Info(
-            encoder_pb2.InfoRequest(), timeout=self.timeout, metadata=_metadata(None, self.metadata)
-        )
+        return await self.stub.Info(encoder_pb2.InfoRequest(), **self._call_kwargs())
 
     async def embed(
         self,
@@ -155,17 +158,9 @@ class AsyncEncoderClient:
         contents: Sequence[Content],
         ids: Sequence[str] | None = None,
     ) -> np.ndarray:
-        import asyncio
-
-        m = Modality.parse(modality)
-        items = _items(m, contents, ids)
         calls = [
-            self.stub.Embed(
-                encoder_pb2.EmbedRequest(modality=modality_to_proto(m), items=items[part]),
-                timeout=self.timeout,
-                metadata=_metadata(None, self.metadata),
-            )
-            for part in _chunks(len(items), self.batch_size)
+            self.stub.Embed(request, **self._call_kwargs())
+            for request in self._requests(modality, contents, ids)
         ]
         responses = await asyncio.gather(*calls)
         return _to_array(responses, responses[0].dim if responses else 0)

@@ -295,3 +295,24 @@ def test_request_id_is_returned(services: dict[Modality, Service]) -> None:
     )
     _, call = s.stub.Embed.with_call(request, metadata=(("x-request-id", "abc123"),), timeout=10)
     assert ("x-request-id", "abc123") in tuple(call.trailing_metadata())
+
+
+def test_sync_and_async_clients_split_large_inputs(services: dict[Modality, Service]) -> None:
+    import asyncio
+
+    from synesthesia.client import AsyncEncoderClient, EncoderClient
+
+    texts = [f"text number {i}" for i in range(7)]
+    target = services[Modality.TEXT].target
+    with EncoderClient(target, batch_size=3) as client:
+        responses = client.embed_response("text", texts)
+        sync = client.embed("text", texts)
+    assert [len(r.embeddings) for r in responses] == [3, 3, 1]
+
+    async def run() -> np.ndarray:
+        async with AsyncEncoderClient(target, batch_size=2) as client:
+            return await client.embed("text", texts)
+
+    np.testing.assert_allclose(asyncio.run(run()), sync, atol=1e-6)
+    reference = services[Modality.TEXT].embedder.embed("text", texts)
+    np.testing.assert_allclose(sync, reference, atol=1e-6)

@@ -391,9 +391,17 @@ def test_encoders_down_then_back(tmp_path: Path) -> None:
         )
         with ExitStack() as encoders:
             start_encoders(encoders, ports)
-            reply = stub.Query(
-                search_pb2.QueryRequest(collection="c", text="a dog", k=1), timeout=30
-            )
+            back = time.monotonic()
+            while True:  # the search service reconnects by itself (backoff <= 1 s)
+                try:
+                    reply = stub.Query(
+                        search_pb2.QueryRequest(collection="c", text="a dog", k=1), timeout=30
+                    )
+                    break
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                    assert time.monotonic() - back < 5, "media queries did not come back"
+                    time.sleep(0.2)
             assert [h.id for h in reply.hits] == ["v"]
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from synesthesia.media import decode_audio_channels
 from synesthesia.models.imagebind import preprocess as P
-from synesthesia.models.imagebind.audio_decode import decode_audio_channels
 from synesthesia.models.imagebind.tokenizer import ClipTokenizer
 
 torch.set_num_threads(2)
@@ -110,7 +110,7 @@ def test_audio_preprocessing_from_raw_files(golden: Path, manifest: dict) -> Non
     fb = np.load(golden / "preprocess_audio.npz")["fbank_clips"]
     for i, entry in enumerate(manifest["audios"]):
         path = media_path(entry)
-        wave = decode_audio_channels(path.read_bytes())
+        wave = torch.from_numpy(decode_audio_channels(path.read_bytes()))
         assert wave.shape[0] == entry["channels"]
         clips = P.audio_to_clips(wave).numpy()
         diff = np.abs(clips - fb[i])

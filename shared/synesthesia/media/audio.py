@@ -22,23 +22,23 @@ DEFAULT_MAX_SECONDS = 600.0
 DEFAULT_MIN_SECONDS = 0.05
 
 
-def decode_audio(
+def read_audio(
     data: bytes,
-    target_sr: int = 16_000,
     max_seconds: float = DEFAULT_MAX_SECONDS,
     min_seconds: float = DEFAULT_MIN_SECONDS,
-) -> np.ndarray:
-    """Decode encoded audio bytes into float32 mono at ``target_sr``, or raise InvalidInput."""
+) -> tuple[np.ndarray, int]:
+    """Decode with every check of the policy; returns (float32 [frames, channels], sample rate)."""
     if not data:
         raise InvalidInput("empty audio (0 bytes)")
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
-            sr, frames, channels = f.samplerate, f.frames, f.channels
+            sr = f.samplerate
             if sr <= 0:
                 raise InvalidInput(f"audio header has an invalid sample rate ({sr})")
-            seconds = frames / sr
-            if seconds > max_seconds:
-                raise InvalidInput(f"audio is {seconds:.1f} s long; the limit is {max_seconds:g} s")
+            if f.frames / sr > max_seconds:
+                raise InvalidInput(
+                    f"audio is {f.frames / sr:.1f} s long; the limit is {max_seconds:g} s"
+                )
             wave = f.read(dtype="float32", always_2d=True)
     except InvalidInput:
         raise
@@ -56,14 +56,37 @@ def decode_audio(
         )
     if seconds > max_seconds:  # header frame counts can be missing (e.g. some MP3s)
         raise InvalidInput(f"audio is {seconds:.1f} s long; the limit is {max_seconds:g} s")
-    del frames, channels
-    mono = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
-    if not np.isfinite(mono).all():
+    if not np.isfinite(wave).all():
         raise InvalidInput("audio contains non-finite samples (NaN or inf)")
+    return wave, sr
+
+
+def decode_audio(
+    data: bytes,
+    target_sr: int = 16_000,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
+) -> np.ndarray:
+    """Encoded audio bytes -> float32 mono at ``target_sr`` (channels averaged), or InvalidInput."""
+    wave, sr = read_audio(data, max_seconds, min_seconds)
+    mono = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
     return resample(np.ascontiguousarray(mono, dtype=np.float32), sr, target_sr)
 
 
+def decode_audio_channels(
+    data: bytes,
+    target_sr: int = 16_000,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
+) -> np.ndarray:
+    """Like ``decode_audio`` but keeps the channels: float32 ``[channels, n]`` at ``target_sr``
+    (for models whose reference preprocessing treats channels itself, e.g. ImageBind)."""
+    wave, sr = read_audio(data, max_seconds, min_seconds)
+    return resample(np.ascontiguousarray(wave.T, dtype=np.float32), sr, target_sr)
+
+
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Band-limited sinc resampling (torchaudio defaults) along the last axis."""
     if orig_sr == target_sr:
         return wave
     import torch

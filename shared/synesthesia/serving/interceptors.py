@@ -5,6 +5,7 @@ errors to gRPC status codes (bad input -> INVALID_ARGUMENT naming the item; anyt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,34 +61,34 @@ class ServerInterceptor(aio.ServerInterceptor):
             return handler
         rid = dict(details.invocation_metadata or ()).get(REQUEST_ID_HEADER) or new_request_id()
 
-        def begin(context: aio.ServicerContext) -> float:
+        @contextlib.asynccontextmanager
+        async def observed(context: aio.ServicerContext) -> AsyncIterator[None]:
+            """Request id + metrics around one RPC; domain errors become statuses."""
             request_id.set(str(rid)[:64])
             context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id.get()),))
-            return time.perf_counter()
-
-        def finish(start: float, code: grpc.StatusCode) -> None:
-            REQUESTS.labels(method, code.name).inc()
-            LATENCY.labels(method).observe(time.perf_counter() - start)
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                yield
+            except aio.AbortError as exc:
+                code = _status_of(exc, context)
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:
+                code = _code_for(exc)
+                await _abort_for(exc, context, method)
+            finally:
+                REQUESTS.labels(method, code.name).inc()
+                LATENCY.labels(method).observe(time.perf_counter() - start)
 
         if handler.unary_unary or handler.stream_unary:
             inner = handler.unary_unary or handler.stream_unary
 
             async def unary(request: Any, context: aio.ServicerContext) -> Any:
-                start = begin(context)
-                code = grpc.StatusCode.OK
-                try:
+                async with observed(context):
                     return await inner(request, context)
-                except aio.AbortError as exc:
-                    code = _status_of(exc, context)
-                    raise
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except Exception as exc:
-                    code = _code_for(exc)
-                    await _abort_for(exc, context, method)
-                finally:
-                    finish(start, code)
 
             factory = (
                 grpc.unary_unary_rpc_method_handler
@@ -103,22 +104,9 @@ class ServerInterceptor(aio.ServerInterceptor):
         inner_stream = handler.unary_stream or handler.stream_stream
 
         async def streaming(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-            start = begin(context)
-            code = grpc.StatusCode.OK
-            try:
+            async with observed(context):
                 async for response in inner_stream(request, context):
                     yield response
-            except aio.AbortError as exc:
-                code = _status_of(exc, context)
-                raise
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception as exc:
-                code = _code_for(exc)
-                await _abort_for(exc, context, method)
-            finally:
-                finish(start, code)
 
         factory = (
             grpc.unary_stream_rpc_method_handler

@@ -16,13 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from synesthesia.errors import InvalidInput
-from synesthesia.media import decode_audio, decode_image, validate_text
+from synesthesia.media import decode_audio, decode_audio_channels, decode_image, validate_text
 from synesthesia.media.audio import DEFAULT_MAX_SECONDS
 from synesthesia.media.image import DEFAULT_MAX_PIXELS
 from synesthesia.media.text import DEFAULT_MAX_TEXT_BYTES
 from synesthesia.modality import Modality
 from synesthesia.models.embedder import Embedder, ModelInfo, Prepared
-from synesthesia.models.imagebind.audio_decode import decode_audio_channels
 from synesthesia.models.imagebind.model import ImageBindModel
 from synesthesia.models.imagebind.preprocess import (
     AUDIO_CLIPS,
@@ -98,7 +97,9 @@ class ImageBindEmbedder(Embedder):
             return Prepared(inputs={"x": preprocess_image(image)})
         data = _as_bytes(item, "audio")
         if self.audio_channels == "reference":
-            wave = decode_audio_channels(data, self.max_audio_seconds)
+            wave = torch.from_numpy(
+                decode_audio_channels(data, AUDIO_SAMPLE_RATE, self.max_audio_seconds)
+            )
         else:
             mono = decode_audio(data, AUDIO_SAMPLE_RATE, self.max_audio_seconds)
             wave = torch.from_numpy(mono).unsqueeze(0)
