@@ -39,6 +39,7 @@ from synesthesia.index.faiss_index import (
     write_snapshot,
 )
 from synesthesia.index.filters import Filter, parse_filter
+from synesthesia.index.postings import Postings
 from synesthesia.index.rwlock import RWLock
 from synesthesia.index.store import Store
 from synesthesia.index.types import (
@@ -91,6 +92,7 @@ class Collection:
         self._index = VectorIndex(spec)
         self._label_of: dict[str, int] = {}
         self._rows: dict[int, tuple[str, Modality, Metadata]] = {}
+        self._postings = Postings()
         self._dead: set[int] = set()
         self._dead_selector: Any = None
         self._applied_seq = 0
@@ -115,9 +117,11 @@ class Collection:
     def _load_mirror(self) -> None:
         self._label_of.clear()
         self._rows.clear()
+        self._postings.clear()
         for item_id, seq, modality, metadata in self._store.live_rows(self.spec.name):
             self._label_of[item_id] = seq
             self._rows[seq] = (item_id, modality, metadata)
+            self._postings.add(seq, modality, metadata)
         self._applied_seq = self._store.last_seq(self.spec.name)
 
     def _load_snapshot(self) -> None:
@@ -187,11 +191,13 @@ class Collection:
         for v, s in zip(valid, seqs, strict=True):
             self._label_of[v.id] = s
             self._rows[s] = (v.id, v.modality, v.metadata)
+            self._postings.add(s, v.modality, v.metadata)
 
     def _forget(self, labels: list[int]) -> None:
         for label in labels:
-            item_id = self._rows.pop(label)[0]
+            item_id, modality, metadata = self._rows.pop(label)
             self._label_of.pop(item_id, None)
+            self._postings.remove(label, modality, metadata)
         if self._index.supports_remove:
             self._index.remove(np.asarray(labels, dtype=np.int64))
         elif labels:
@@ -218,7 +224,7 @@ class Collection:
         f = flt if isinstance(flt, Filter) else parse_filter(flt)
         with self._lock.write():
             self._check_alive()
-            ids = [r[0] for r in self._rows.values() if f.matches(*r)]
+            ids = [self._rows[lb][0] for lb in self._matching(f, None)]
             return self._delete_locked(ids)
 
     def _delete_locked(self, ids: list[str]) -> list[str]:
@@ -287,10 +293,7 @@ class Collection:
     def _search(self, q: np.ndarray, k: int, f: Filter, exclude: int | None) -> list[Hit]:
         allowed: np.ndarray | None = None
         if not f.is_empty:
-            allowed = np.fromiter(
-                (lb for lb, r in self._rows.items() if lb != exclude and f.matches(*r)),
-                dtype=np.int64,
-            )
+            allowed = self._matching(f, exclude)
             n_cand = len(allowed)
         else:
             n_cand = len(self._rows) - (exclude is not None)
@@ -322,6 +325,15 @@ class Collection:
             return self._exact(q, k, np.fromiter((lb for lb, _ in hits), dtype=np.int64))
         sign = -1.0 if self.spec.metric is Metric.L2 else 1.0
         return [self._hit(lb, sign * d) for lb, d in hits]
+
+    def _matching(self, f: Filter, exclude: int | None) -> np.ndarray:
+        """Live labels matching ``f`` (``exclude`` left out), narrowed by the postings first."""
+        cand = self._postings.candidates(f, self._label_of)
+        source = self._rows.keys() if cand is None else cand
+        rows = self._rows
+        return np.fromiter(
+            (lb for lb in source if lb != exclude and f.matches(*rows[lb])), dtype=np.int64
+        )
 
     def _excluding(self, exclude: int | None) -> Any:
         if exclude is None:

@@ -39,7 +39,7 @@ _TOP_KEYS = {"modality", "metadata", "ids"}
 Condition = Callable[[Metadata], bool]
 
 
-def _kind(value: Any) -> str:
+def value_kind(value: Any) -> str:
     """Type family used for comparisons: bool is not a number here."""
     if isinstance(value, bool):
         return "bool"
@@ -59,7 +59,7 @@ def _scalar(value: Any, where: str) -> MetadataValue:
 
 
 def _same(a: Any, b: MetadataValue) -> bool:
-    return _kind(a) == _kind(b) and a == b
+    return value_kind(a) == value_kind(b) and a == b
 
 
 def _condition(key: str, op: str, arg: Any) -> Condition:
@@ -80,9 +80,11 @@ def _condition(key: str, op: str, arg: Any) -> Condition:
     if isinstance(arg, bool) or not isinstance(arg, int | float | str):
         raise InvalidInput(f"{where}: expected a number or a string, got {arg!r}")
     val = _scalar(arg, where)
-    fam = _kind(val)
+    fam = value_kind(val)
     cmp = _RANGE_OPS[op]
-    return lambda md: (v := md.get(key, missing)) is not missing and _kind(v) == fam and cmp(v, val)
+    return lambda md: (
+        (v := md.get(key, missing)) is not missing and value_kind(v) == fam and cmp(v, val)
+    )
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class Filter:
     modalities: frozenset[Modality] | None
     ids: frozenset[str] | None
     conditions: tuple[Condition, ...]
+    # eq / in conditions again, as (key, allowed values), for the postings to narrow with
+    equalities: tuple[tuple[str, tuple[MetadataValue, ...]], ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -144,6 +148,7 @@ def parse_filter(spec: Mapping[str, Any] | str | None) -> Filter:
             raise InvalidInput("filter.ids: expected a list of non-empty strings")
         ids = frozenset(raw_ids)
     conditions: list[Condition] = []
+    equalities: list[tuple[str, tuple[MetadataValue, ...]]] = []
     md = spec.get("metadata")
     if md is not None:
         if not isinstance(md, Mapping):
@@ -161,6 +166,11 @@ def parse_filter(spec: Mapping[str, Any] | str | None) -> Filter:
                             f" expected one of {sorted(_OPS)}"
                         )
                     conditions.append(_condition(key, op, arg))
+                    if op == "eq":
+                        equalities.append((key, (arg,)))
+                    elif op == "in":
+                        equalities.append((key, tuple(arg)))
             else:
                 conditions.append(_condition(key, "eq", cond))
-    return Filter(modalities, ids, tuple(conditions))
+                equalities.append((key, (cond,)))
+    return Filter(modalities, ids, tuple(conditions), tuple(equalities))
