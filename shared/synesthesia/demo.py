@@ -1,74 +1,206 @@
-"""``synesthesia demo``: bring up the local stack (the three encoder services as processes on
-loopback), show that all three answer in one space, and keep it running until Ctrl-C."""
+"""``synesthesia demo``: the local stack (three encoders + search as processes on loopback, the
+index on disk under --data-dir), a gallery indexed into it (Tux Paint's stamps from Debian, or
+--gallery DIR), three cross-modal queries printed as ranked tables, then the search page —
+running until Ctrl-C (or stopping after the queries with --once)."""
 
 from __future__ import annotations
 
 import argparse
+import re
+import socket
+import sys
+import threading
 import time
 from pathlib import Path
 
-import numpy as np
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from synesthesia.client import EncoderClient
-from synesthesia.modality import Modality
-from synesthesia.services.encoder.warmup import synthetic_png, synthetic_wav
+from synesthesia.demo_queries import DEFAULT_WORDS, build_queries, report, run_queries
+from synesthesia.gallery import index_gallery, obtain_tuxpaint
+from synesthesia.search_cli import stub_for
 from synesthesia.serving.context import configure_logging
 from synesthesia.stack import LocalStack
+from synesthesia.v1 import search_pb2
 
-CAPTIONS = [
-    "a dog barking loudly",
-    "a cat purring on a sofa",
-    "a rooster crowing at sunrise",
-    "heavy rain falling on a roof",
-    "a helicopter flying overhead",
-    "waves crashing on the beach",
-]
+ENCODERS = ("text", "image", "audio")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="synesthesia demo", description=__doc__)
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="cache, index and logs")
+    p.add_argument("--gallery", type=Path, help="index this folder instead of the Tux Paint stamps")
+    p.add_argument("--collection", help="default: tuxpaint, or the --gallery folder's name")
+    p.add_argument(
+        "--base-port", type=int, default=50051, help="text; image +1, audio +2, search +3"
+    )
+    p.add_argument("--ui-port", type=int, default=8080, help="the search page's port")
+    p.add_argument("--sound", type=Path, help="query sound (default: the gallery's dog.ogg)")
+    p.add_argument("--picture", type=Path, help="query picture (default: the gallery's cow.png)")
+    p.add_argument("--words", default=DEFAULT_WORDS, help="query words")
+    p.add_argument("-k", type=int, default=5, help="rows per table")
+    p.add_argument("--once", action="store_true", help="stop after the queries (no page)")
+    args = p.parse_args(argv)
+    if args.gallery is not None and not args.gallery.is_dir():
+        p.error(f"--gallery {args.gallery} is not a folder")
+    if args.collection is None:
+        name = args.gallery.resolve().name if args.gallery else "tuxpaint"
+        args.collection = re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:64] or "gallery"
+    return args
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def serving(target: str) -> bool:
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def start_with_progress(stack: LocalStack) -> None:
+    """``stack.start()`` in a thread while a bar counts the services that report SERVING."""
+    from tqdm import tqdm
+
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            stack.start(timeout=600)
+        except BaseException as err:  # reported by the main thread
+            failure.append(err)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    ready: set[str] = set()
+    with tqdm(total=len(stack.services), unit="service", desc="starting (loading models)") as bar:
+        while thread.is_alive():
+            for svc in stack.services:
+                if svc.name not in ready and serving(svc.target):
+                    ready.add(svc.name)
+                    bar.update(1)
+                    bar.set_postfix_str(", ".join(sorted(ready)))
+            time.sleep(0.5)
+        bar.update(len(stack.services) - bar.n)
+    if failure:
+        raise failure[0]
+
+
+def build_stack(args: argparse.Namespace) -> LocalStack:
+    stack = LocalStack(log_dir=args.data_dir / "logs")
+    for offset, name in enumerate(ENCODERS):
+        stack.add(name, args.base_port + offset)
+    stack.add(
+        "search",
+        args.base_port + 3,
+        synesthesia_data_dir=str(args.data_dir / "index"),
+        **{
+            f"synesthesia_{n}_encoder": f"127.0.0.1:{args.base_port + i}"
+            for i, n in enumerate(ENCODERS)
+        },
+    )
+    return stack
+
+
+def describe(target: str, collection: str) -> search_pb2.DescribeCollectionResponse:
+    channel, stub = stub_for(target)
+    with channel:
+        return stub.DescribeCollection(
+            search_pb2.DescribeCollectionRequest(collection=collection), timeout=30
+        )
+
+
+def show_stack(stack: LocalStack) -> None:
+    for svc in stack.services:
+        line = f"  {svc.name:6s} {svc.target}"
+        if svc.name in ENCODERS:
+            with EncoderClient(svc.target) as client:
+                info = client.info()
+            line += f"  model {info.model_id}, {info.dim}-d"
+        print(line)
+
+
+def run(args: argparse.Namespace, stack: LocalStack) -> int:
+    if args.gallery is None:
+        gallery = obtain_tuxpaint(args.data_dir / "cache")
+        print(f"gallery: Tux Paint stamps (Debian tuxpaint-stamps-default, GPL-2) in {gallery}")
+    else:
+        gallery = args.gallery.resolve()
+        print(f"gallery: {gallery}")
+    print(f"starting the local stack (logs in {args.data_dir / 'logs'}) …", flush=True)
+    t0 = time.monotonic()
+    start_with_progress(stack)
+    print(f"all services SERVING after {time.monotonic() - t0:.1f} s:")
+    show_stack(stack)
+    search = stack.services[-1].target
+    indexed = index_gallery(search, gallery, args.collection)
+    info = describe(search, args.collection)
+    print(
+        f"collection {args.collection!r}: {info.count} items ({indexed.added} added now, "
+        f"{indexed.already} already there, {len(indexed.rejected)} files refused), "
+        f"index in {args.data_dir / 'index'}"
+    )
+    queries = build_queries(args.collection, gallery, args.sound, args.picture, args.words)
+    for answer in run_queries(search, queries):
+        print(report(answer, args.k))
+    if args.once:
+        return 0
+    return serve_page(args, stack, search, gallery)
+
+
+def serve_page(args: argparse.Namespace, stack: LocalStack, search: str, gallery: Path) -> int:
+    from synesthesia.ui import Searcher, UiServer
+
+    ui = UiServer(Searcher(search, args.collection, gallery), port=args.ui_port).start()
+    print(
+        f"\nsearch page: {ui.url}  (gRPC: search {search}); the stack keeps running, "
+        "Ctrl-C stops everything.",
+        flush=True,
+    )
+    try:
+        while True:
+            dead = [s for s in stack.services if s.proc is None or s.proc.poll() is not None]
+            if dead:
+                log = args.data_dir / "logs" / f"{dead[0].name}.log"
+                print(f"error: the {dead[0].name} service stopped; see {log}", file=sys.stderr)
+                return 1
+            time.sleep(1)
+    finally:
+        ui.stop()
 
 
 def demo_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="synesthesia demo")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="logs and index")
-    parser.add_argument("--base-port", type=int, default=50051, help="text; image +1; audio +2")
-    parser.add_argument("--once", action="store_true", help="stop after the queries")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     configure_logging("WARNING")
-
-    stack = LocalStack(log_dir=args.data_dir / "logs")
-    for offset, m in enumerate(Modality):
-        stack.add(m.value, args.base_port + offset)
-    print(f"starting the local stack (logs in {args.data_dir / 'logs'}) …", flush=True)
-    t0 = time.monotonic()
-    with stack:
-        print(f"all services SERVING after {time.monotonic() - t0:.1f} s")
-        targets = {Modality(s.name): s.target for s in stack.services}
-        clients = {m: EncoderClient(t) for m, t in targets.items()}
-        for m, c in clients.items():
-            info = c.info()
-            print(f"  {m.value:5s} encoder  {targets[m]}  model {info.model_id}  dim {info.dim}")
-
-        text = clients[Modality.TEXT]
-        gallery = text.embed("text", CAPTIONS)
-        for query in ("a puppy woofing", "a storm with thunder and rain"):
-            q = text.embed("text", [query])[0]
-            scores = gallery @ q
-            print(f"\nquery (text): {query!r}")
-            for rank, i in enumerate(np.argsort(-scores)[:3], 1):
-                print(f"  {rank}. {scores[i]:.3f}  {CAPTIONS[i]}")
-        image = clients[Modality.IMAGE].embed("image", [synthetic_png()])
-        sound = clients[Modality.AUDIO].embed("audio", [synthetic_wav()])
+    ports = [args.base_port + i for i in range(4)] + ([] if args.once else [args.ui_port])
+    busy = [p for p in ports if not port_free(p)]
+    if busy:
         print(
-            f"\nimage and sound vectors: {image.shape[1]}-d, norms "
-            f"{np.linalg.norm(image):.3f} / {np.linalg.norm(sound):.3f}, "
-            f"cosine to 'a dog barking loudly': {float(image[0] @ gallery[0]):.3f} / "
-            f"{float(sound[0] @ gallery[0]):.3f}"
+            f"error: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use (is a demo "
+            "already running?); choose others with --base-port / --ui-port",
+            file=sys.stderr,
         )
-        for c in clients.values():
-            c.close()
-        if not args.once:
-            print("\nthe stack keeps running; press Ctrl-C to stop it.")
-            try:
-                while all(s.proc and s.proc.poll() is None for s in stack.services):
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                print("\nstopping …")
-    return 0
+        return 1
+    stack = build_stack(args)
+    try:
+        return run(args, stack)
+    except RuntimeError as err:  # GalleryError, or a service that did not start
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping …", flush=True)
+        return 130
+    finally:
+        stack.stop()

@@ -1,0 +1,245 @@
+"""The demo's sample gallery and how a folder of media becomes a collection.
+
+The sample gallery is Debian's ``tuxpaint-stamps-default`` (GPL-2): pictures (.png), sound effects
+(.ogg) and captions (.txt, every language; we keep the English first line). ``apt-get download``
+fetches the package into a cache folder (no root needed) and ``dpkg-deb --fsys-tarfile`` streams
+its files, of which only the pictures, sound effects and captions are kept.
+
+``index_gallery`` is ``search_cli.index_folder`` with richer metadata: every item carries its
+``path`` (relative to the gallery root), ``kind`` (picture, sound, caption) and ``caption`` (the
+first line of the sibling ``.txt``), so results print and show nicely. Ids are content hashes and
+already-stored ids are skipped, so indexing resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, cast
+
+import grpc
+
+from synesthesia.modality import Modality
+from synesthesia.search_cli import content_id, ensure_collection, stub_for, upsert_item, walk
+from synesthesia.v1 import search_pb2, search_pb2_grpc
+
+PACKAGE = "tuxpaint-stamps-default"
+STAMPS = PurePosixPath("usr/share/tuxpaint/stamps")
+# Spoken letters and numbers: many clips of speech rather than sounds of things.
+SKIPPED = ("symbols/alphabets/", "symbols/math/")
+KIND = {Modality.IMAGE: "picture", Modality.AUDIO: "sound", Modality.TEXT: "caption"}
+DONE_MARKER = ".complete"
+
+
+class GalleryError(RuntimeError):
+    """The sample gallery could not be obtained; the message says what to do."""
+
+
+def caption_of(path: Path) -> str:
+    """The first non-empty line of ``path``'s sibling .txt (Tux Paint's English caption)."""
+    txt = path.with_suffix(".txt")
+    if not txt.is_file():
+        return ""
+    for line in txt.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return ""
+
+
+def _apt_download(cache: Path) -> Path:
+    if shutil.which("apt-get") is None:
+        raise GalleryError(
+            f"apt-get is not available, so the sample gallery ({PACKAGE}, a Debian package) "
+            "cannot be downloaded; index your own files instead: synesthesia demo --gallery DIR"
+        )
+
+    def download() -> subprocess.CompletedProcess[str]:
+        # apt-get prints its own progress line; stderr is kept for the error message.
+        return subprocess.run(
+            ["apt-get", "download", PACKAGE], cwd=cache, stderr=subprocess.PIPE, text=True
+        )
+
+    done = download()
+    if done.returncode != 0 and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print(f"{PACKAGE} not found in the package lists; running apt-get update …", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        done = download()
+    debs = sorted(cache.glob(f"{PACKAGE}_*.deb"))
+    if done.returncode != 0 or not debs:
+        hint = "run 'sudo apt-get update' and try again, or " if os.geteuid() != 0 else ""
+        raise GalleryError(
+            f"could not download {PACKAGE} with apt-get ({done.stderr.strip()[-300:]}); "
+            f"{hint}index your own files instead: synesthesia demo --gallery DIR"
+        )
+    return debs[-1]
+
+
+class _Counting:
+    """A read-only stream that advances a progress bar by the bytes read."""
+
+    def __init__(self, stream: IO[bytes], bar: object) -> None:
+        self.stream, self.bar = stream, bar
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.bar.update(len(data))  # type: ignore[attr-defined]
+        return data
+
+
+def _wanted(rel: PurePosixPath) -> bool:
+    name, text = rel.name, str(rel)
+    if text.startswith(SKIPPED):
+        return False
+    if name.endswith(".png"):
+        return not name.endswith("_mirror.png")
+    if name.endswith(".ogg"):
+        return "_desc" not in name  # spoken descriptions in many languages
+    return name.endswith(".txt")
+
+
+def _extract(deb: Path, dest: Path) -> int:
+    """Streams the package's files into ``dest``; returns how many files were kept."""
+    from tqdm import tqdm
+
+    size_kib = subprocess.run(
+        ["dpkg-deb", "--field", str(deb), "Installed-Size"], capture_output=True, text=True
+    ).stdout.strip()
+    total = int(size_kib) * 1024 if size_kib.isdigit() else None
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    kept = 0
+    with (
+        tqdm(total=total, unit="B", unit_scale=True, desc="extracting") as bar,
+        tarfile.open(fileobj=cast(IO[bytes], _Counting(proc.stdout, bar)), mode="r|") as tar,
+    ):
+        for member in tar:
+            path = PurePosixPath(member.name.removeprefix("./"))
+            if not member.isfile() or STAMPS not in path.parents:
+                continue
+            rel = path.relative_to(STAMPS)
+            if not _wanted(rel):
+                continue
+            src = tar.extractfile(member)
+            assert src is not None
+            data = src.read()
+            if rel.suffix == ".txt":  # keep the English caption (the first line)
+                data = (data.decode("utf-8", "replace").strip().splitlines() or [""])[0].encode()
+            out = dest / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+            kept += 1
+    if proc.wait() != 0:
+        raise GalleryError(f"dpkg-deb could not read {deb}")
+    return kept
+
+
+def _prune(root: Path) -> None:
+    """Sounds and captions belong to a picture; drop those without one."""
+    for path in list(root.rglob("*")):
+        if path.suffix in (".ogg", ".txt") and not path.with_suffix(".png").exists():
+            path.unlink()
+
+
+def obtain_tuxpaint(cache: Path) -> Path:
+    """The Tux Paint sample gallery under ``cache`` (downloaded and extracted once)."""
+    root = cache / "tuxpaint-stamps"
+    if (root / DONE_MARKER).exists():
+        return root
+    cache.mkdir(parents=True, exist_ok=True)
+    debs = sorted(cache.glob(f"{PACKAGE}_*.deb"))
+    if debs:
+        deb = debs[-1]
+    else:
+        print(f"downloading the sample gallery: Debian package {PACKAGE} (about 160 MB) …")
+        deb = _apt_download(cache)
+    if shutil.which("dpkg-deb") is None:
+        raise GalleryError("dpkg-deb is missing; use: synesthesia demo --gallery DIR")
+    partial = cache / "tuxpaint-stamps.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    _extract(deb, partial)
+    _prune(partial)
+    (partial / DONE_MARKER).write_text(f"{deb.name}\n")
+    shutil.rmtree(root, ignore_errors=True)
+    partial.rename(root)
+    return root
+
+
+def gallery_item(path: Path, modality: Modality, root: Path) -> search_pb2.UpsertItem:
+    item = upsert_item(path, modality, root)
+    caption = item.text if modality is Modality.TEXT else caption_of(path)
+    item.metadata.update({"kind": KIND[modality], "caption": caption[:300]})
+    return item
+
+
+@dataclass
+class Indexed:
+    added: int
+    already: int
+    rejected: list[str]  # "path: the service's reason", for files the encoders refused
+
+
+def _upsert(
+    stub: search_pb2_grpc.SearchServiceStub, collection: str, items: list[search_pb2.UpsertItem]
+) -> tuple[int, list[str]]:
+    """One batch; when the service refuses it (a bad file), item by item, skipping the bad."""
+    try:
+        return len(
+            stub.Upsert(
+                search_pb2.UpsertRequest(collection=collection, items=items), timeout=600
+            ).ids
+        ), []
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.INVALID_ARGUMENT or len(items) == 1:
+            if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                return 0, [f"{items[0].metadata['path']}: {err.details()}"]
+            raise
+    added, rejected = 0, list[str]()
+    for item in items:
+        n, bad = _upsert(stub, collection, [item])
+        added, rejected = added + n, rejected + bad
+    return added, rejected
+
+
+def index_gallery(
+    target: str, root: Path, collection: str, batch: int = 16, progress: bool = True
+) -> Indexed:
+    """Indexes every picture, sound and .txt under ``root``, skipping ids already stored (so it
+    resumes) and files the encoders refuse (listed in the result). Files with identical content
+    share one id and are stored once."""
+    from tqdm import tqdm
+
+    files: dict[str, tuple[Path, Modality]] = {}
+    for path, modality in walk(root):
+        files.setdefault(content_id(path.read_bytes()), (path, modality))
+    channel, stub = stub_for(target)
+    with channel:
+        ensure_collection(stub, collection)
+        ids = list(files)
+        stored: set[str] = set()
+        for start in range(0, len(ids), 500):
+            reply = stub.Get(
+                search_pb2.GetRequest(collection=collection, ids=ids[start : start + 500]),
+                timeout=60,
+            )
+            stored.update(i.id for i in reply.items)
+        todo = [files[i] for i in ids if i not in stored]
+        result = Indexed(0, len(stored), [])
+        with tqdm(
+            total=len(todo), unit="file", desc=f"indexing into {collection!r}", disable=not progress
+        ) as bar:
+            for start in range(0, len(todo), batch):
+                part = todo[start : start + batch]
+                added, rejected = _upsert(
+                    stub, collection, [gallery_item(p, m, root) for p, m in part]
+                )
+                result.added += added
+                result.rejected += rejected
+                for line in rejected:
+                    bar.write(f"skipped {line}")
+                bar.update(len(part))
+    return result

@@ -1,0 +1,177 @@
+"""The search page in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright): a
+sound upload finds that very sound first, pictures come back as loaded thumbnails and sounds as
+players, a corrupt file shows the service's INVALID_ARGUMENT details, and the keyboard alone
+(Tab, typing, Enter) searches. A screenshot lands in test-output/."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from synesthesia.gallery import index_gallery
+from synesthesia.search_cli import stub_for
+from synesthesia.ui import Searcher, UiServer
+from synesthesia.v1 import search_pb2
+
+from tests.conftest import REPO
+from tests.e2e.tux import LABELS, build_gallery, search_stack
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DOG_SOUND = "animals/mammals/dogs/dog.ogg"
+CORRUPT = b"this is not a sound at all"
+
+
+@pytest.fixture(scope="module")
+def gallery(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_gallery(data_dir, tmp_path_factory.mktemp("gallery"))
+
+
+@pytest.fixture(scope="module")
+def site(gallery: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    with search_stack(tmp_path_factory.mktemp("index")) as target:
+        indexed = index_gallery(target, gallery, "tux", progress=False)
+        assert (indexed.added, indexed.rejected) == (3 * len(LABELS), [])
+        ui = UiServer(Searcher(target, "tux", gallery), port=0).start()
+        try:
+            yield {"url": ui.url, "search": target}
+        finally:
+            ui.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=ARGS,
+        )
+        context.set_default_timeout(60_000)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(browser: Any, site: dict[str, str]) -> Iterator[Any]:
+    page = browser.new_page()
+    page.goto(site["url"])
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def wait_results(page: Any, among: str) -> list[dict[str, str]]:
+    """Waits for a finished search whose status names ``among``; returns the result cards."""
+    page.wait_for_function(
+        "([among]) => document.querySelector('#results').getAttribute('aria-busy') === 'false'"
+        " && document.querySelector('#status').textContent.includes(' among ' + among)",
+        arg=[among],
+    )
+    return page.eval_on_selector_all(
+        "#results li",
+        """cards => cards.map(li => ({
+            path: li.dataset.path, modality: li.dataset.modality,
+            score: li.querySelector('.score').textContent,
+            img: li.querySelector('img') ? li.querySelector('img').getAttribute('src') : '',
+            audio: li.querySelector('audio') ? li.querySelector('audio').getAttribute('src') : '',
+        }))""",
+    )
+
+
+def test_a_sound_finds_itself_with_thumbnails_and_players(
+    page: Any, site: dict[str, str], gallery: Path
+) -> None:
+    count = 3 * len(LABELS)
+    page.wait_for_function(f"document.querySelector('#info').textContent.includes('{count} items')")
+
+    page.select_option("#among", "sounds")
+    page.set_input_files("#file", str(gallery / DOG_SOUND))
+    cards = wait_results(page, "sounds")
+    assert cards[0]["path"] == DOG_SOUND and cards[0]["score"] == "score 1.000", cards[0]
+    assert len(cards) == len(LABELS) and all(c["modality"] == "audio" for c in cards)
+    assert all(c["audio"] == f"/media/{c['path']}" for c in cards)
+    reply = page.request.get(site["url"] + cards[0]["audio"].lstrip("/"))
+    assert reply.status == 200 and reply.headers["content-type"] == "audio/ogg"
+    assert reply.body() == (gallery / DOG_SOUND).read_bytes()
+
+    page.select_option("#among", "images")  # the same sound, now among the pictures
+    cards = wait_results(page, "images")
+    assert len(cards) == len(LABELS) and all(c["modality"] == "image" and c["img"] for c in cards)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#results img')]"
+        ".every(img => img.complete && img.naturalWidth > 0)"
+    )
+    out = REPO / "test-output"
+    out.mkdir(exist_ok=True)
+    page.screenshot(path=str(out / "ui-sound-to-pictures.png"), full_page=True)
+    assert (out / "ui-sound-to-pictures.png").stat().st_size > 10_000
+
+    page.select_option("#among", "all")
+    cards = wait_results(page, "everything")
+    assert cards[0]["path"] == DOG_SOUND and cards[0]["score"] == "score 1.000", cards[0]
+    assert page.is_hidden("#error")
+
+
+def test_a_corrupt_file_shows_the_services_message(page: Any, site: dict[str, str]) -> None:
+    channel, stub = stub_for(site["search"])
+    with channel, pytest.raises(grpc.RpcError) as caught:
+        stub.Query(search_pb2.QueryRequest(collection="tux", audio=CORRUPT, k=5), timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = caught.value.details() or ""
+
+    page.set_input_files(
+        "#file", files=[{"name": "broken.ogg", "mimeType": "audio/ogg", "buffer": CORRUPT}]
+    )
+    page.wait_for_selector("#error", state="visible")
+    text = page.text_content("#error") or ""
+    assert text.startswith("Could not search with the sound broken.ogg: INVALID_ARGUMENT: ")
+    assert details[:40] in text, (details, text)
+    assert page.get_attribute("#error", "role") == "alert"
+    assert page.eval_on_selector_all("#results li", "cards => cards.length") == 0
+
+
+def test_the_keyboard_alone_searches(page: Any) -> None:
+    order = []
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+    assert order == ["file", "words", "among", "go"]
+    page.focus("#among")
+    page.keyboard.press("ArrowDown")  # everything -> images
+    page.keyboard.press("ArrowDown")  # -> sounds
+    page.keyboard.press("ArrowDown")  # -> texts
+    assert page.input_value("#among") == "texts"
+    page.focus("#words")
+    page.keyboard.type("A dog.")
+    page.keyboard.press("Enter")
+    cards = wait_results(page, "texts")
+    assert cards[0]["modality"] == "text" and cards[0]["score"] == "score 1.000"
+    assert page.text_content("#results li .words") == "A dog."
+    assert page.get_attribute("#results", "aria-live") == "polite"
