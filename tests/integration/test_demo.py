@@ -1,0 +1,97 @@
+"""``synesthesia demo --gallery DIR --once`` end to end: the four services as processes, a Tux
+Paint gallery (from ../shared/data, no apt) indexed on disk, three ranked tables printed. The
+tables must be the services' answers: the same queries, asked again of a search service reopened
+on the demo's index, print the very same lines."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from synesthesia.demo import demo_main
+from synesthesia.demo_queries import build_queries, report, run_queries
+from synesthesia.search_cli import stub_for
+from synesthesia.v1 import search_pb2
+
+from tests.conftest import REPO
+from tests.e2e.tux import LABELS, build_gallery, search_stack
+
+pytestmark = pytest.mark.integration
+
+
+def free_base_port(count: int = 4) -> int:
+    """A port p with p..p+count-1 free on loopback (so the demo's own check passes)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + count > 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no 4 consecutive free ports")
+
+
+def test_demo_prints_the_services_answers(data_dir: Path, tmp_path: Path) -> None:
+    gallery = build_gallery(data_dir, tmp_path / "gallery")
+    work = tmp_path / "work"
+    cmd = [sys.executable, "-m", "synesthesia.cli", "demo", "--gallery", str(gallery), "--once"]
+    cmd += ["--data-dir", str(work), "--base-port", str(free_base_port()), "-k", "4"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "all services SERVING" in out
+    assert re.search(r"text +127\.0\.0\.1:\d+ +model synesthesia-minilm@\w+, 384-d", out)
+    n = 3 * len(LABELS)
+    assert (
+        f"collection 'gallery': {n} items ({n} added now, 0 already there, 0 files refused)" in out
+    )
+    assert (work / "logs" / "search.log").exists() and (work / "index").is_dir()
+
+    with search_stack(work / "index") as target:  # the demo's index, reopened
+        channel, stub = stub_for(target)
+        with channel:
+            count = stub.DescribeCollection(
+                search_pb2.DescribeCollectionRequest(collection="gallery"), timeout=30
+            ).count
+        assert count == n
+        answers = run_queries(target, build_queries("gallery", gallery))
+    assert [a.query.title.split(":")[0] for a in answers] == [
+        "a sound -> pictures",
+        "a picture -> sounds",
+        "words -> pictures and sounds",
+    ]
+    assert "a sound -> pictures: animals/mammals/dogs/dog.ogg" in out
+    for answer in answers:
+        assert answer.watched_rank is not None  # dog.png, cow.ogg, a dog item are all indexed
+        table = report(answer, 4)
+        assert table in out, f"printed:\n{out}\nexpected:\n{table}"
+        assert len(answer.hits) == {"pictures": 12, "sounds": 12, "items": 24}[answer.query.noun]
+
+
+def test_demo_refuses_busy_ports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = ["--gallery", str(tmp_path), "--once", "--base-port", str(port - 3)]
+        assert demo_main([*argv, "--data-dir", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(rf"error: port\(s\) .*\b{port}\b.* are in use", err) and "--base-port" in err
+    assert not (tmp_path / "d").exists()  # nothing was started
