@@ -10,6 +10,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# How a tower turns its tokens into one vector (every mode ends in a linear head + L2 norm):
+#   backbone - tokens -> the shared, frozen MiniLM Transformer -> mean pooling
+#   hybrid   - the shared backbone's pooled output plus a linear bypass of the pooled tokens
+#   stem     - mean pooling of the tokens, no Transformer (ablation)
+#   own      - a per-modality trainable Transformer (``own_layers`` deep) instead of the shared one
+TOWER_MODES = ("backbone", "hybrid", "stem", "own")
+
 
 @dataclass(frozen=True)
 class ImageCfg:
@@ -19,7 +26,8 @@ class ImageCfg:
     channels: tuple[int, ...] = (64, 128, 256)  # conv stem widths; first conv is 2x2 patchify
     # Each stage after the first halves the grid: 32 -> 16 (patchify) -> 8 -> 4 => 16 tokens.
     blocks_per_stage: int = 1
-    use_backbone: bool = True  # False: a stem-only tower (mean pool + projection), for ablations
+    mode: str = "backbone"  # how tokens become a vector: see TOWER_MODES
+    own_layers: int = 2  # mode "own": depth of the tower's own Transformer
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,8 @@ class AudioCfg:
     fbank_mean: float = -6.0  # log-mel normalisation constants
     fbank_std: float = 4.0
     channels: tuple[int, ...] = (32, 64, 128)  # conv stem widths; each stage halves mel & time
-    use_backbone: bool = True
+    mode: str = "backbone"
+    own_layers: int = 2
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,9 @@ class MiniLMConfig:
 
         def build(kind: type, values: dict[str, Any]) -> Any:
             fields = kind.__dataclass_fields__
+            if "use_backbone" in values:  # files written before tower modes existed
+                values = dict(values)
+                values.setdefault("mode", "backbone" if values.pop("use_backbone") else "stem")
             unknown = set(values) - set(fields)
             if unknown:
                 raise ValueError(

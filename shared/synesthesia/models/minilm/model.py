@@ -3,6 +3,7 @@ all-MiniLM-L6-v2 Transformer -> mean pooling -> per-modality head -> unit vector
 
 Text takes exactly sentence-transformers' path (word embeddings, backbone, mean pooling,
 normalisation) and has no head, so text vectors ARE all-MiniLM-L6-v2 sentence embeddings.
+Image and audio towers choose how their tokens use the backbone (``config.TOWER_MODES``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synesthesia.models.minilm.bert import BertBackbone, BertConfig, masked_mean
-from synesthesia.models.minilm.config import MiniLMConfig
+from synesthesia.models.minilm.config import TOWER_MODES, MiniLMConfig
 from synesthesia.models.minilm.stems import AudioStem, ImageStem
 
 
@@ -29,18 +30,51 @@ class ModalityHead(nn.Module):
         return self.proj(x)
 
 
-class ImageTower(nn.Module):
-    def __init__(self, cfg: MiniLMConfig) -> None:
+class OwnTransformer(nn.Module):
+    """A per-modality pre-LN Transformer (the 'separate towers' design)."""
+
+    def __init__(self, dim: int, layers: int, max_tokens: int = 512) -> None:
         super().__init__()
-        self.stem = ImageStem(cfg.image, cfg.dim)
-        self.head = ModalityHead(cfg.dim)
+        self.pos = nn.Parameter(torch.zeros(max_tokens, dim))
+        layer = nn.TransformerEncoderLayer(
+            dim, nhead=6, dim_feedforward=2 * dim, dropout=0.0, activation="gelu",
+            batch_first=True, norm_first=True,
+        )  # fmt: skip
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        x = tokens + self.pos[: tokens.shape[1]]
+        pad = None if bool(valid.all()) else ~valid
+        return self.norm(self.layers(x, src_key_padding_mask=pad))
 
 
-class AudioTower(nn.Module):
-    def __init__(self, cfg: MiniLMConfig) -> None:
+class Tower(nn.Module):
+    """Stem (tokeniser) + how its tokens are pooled + head."""
+
+    def __init__(self, stem: nn.Module, mode: str, dim: int, own_layers: int) -> None:
         super().__init__()
-        self.stem = AudioStem(cfg.audio, cfg.dim)
-        self.head = ModalityHead(cfg.dim)
+        if mode not in TOWER_MODES:
+            raise ValueError(f"unknown tower mode {mode!r}; one of {TOWER_MODES}")
+        self.mode = mode
+        self.stem = stem
+        self.head = ModalityHead(dim)
+        if mode == "hybrid":
+            self.bypass = ModalityHead(dim)
+        if mode == "own":
+            self.own = OwnTransformer(dim, own_layers)
+
+    def pool(
+        self, tokens: torch.Tensor, valid: torch.Tensor, backbone: BertBackbone
+    ) -> torch.Tensor:
+        if self.mode == "stem":
+            return self.head(masked_mean(tokens, valid))
+        if self.mode == "own":
+            return self.head(masked_mean(self.own(tokens, valid), valid))
+        pooled = self.head(masked_mean(backbone(tokens, valid), valid))
+        if self.mode == "hybrid":
+            pooled = pooled + self.bypass(masked_mean(tokens, valid))
+        return pooled
 
 
 class SynesthesiaMiniLM(nn.Module):
@@ -51,15 +85,16 @@ class SynesthesiaMiniLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = BertBackbone(bert)
-        self.image = ImageTower(cfg) if "image" in modalities else None
-        self.audio = AudioTower(cfg) if "audio" in modalities else None
-
-    def _through_backbone(
-        self, tokens: torch.Tensor, valid: torch.Tensor, use: bool
-    ) -> torch.Tensor:
-        if use:
-            return masked_mean(self.backbone(tokens, valid), valid)
-        return masked_mean(tokens, valid)
+        self.image = (
+            Tower(ImageStem(cfg.image, cfg.dim), cfg.image.mode, cfg.dim, cfg.image.own_layers)
+            if "image" in modalities
+            else None
+        )
+        self.audio = (
+            Tower(AudioStem(cfg.audio, cfg.dim), cfg.audio.mode, cfg.dim, cfg.audio.own_layers)
+            if "audio" in modalities
+            else None
+        )
 
     def encode_text(self, input_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(self.backbone.embed_ids(input_ids), valid)
@@ -68,12 +103,10 @@ class SynesthesiaMiniLM(nn.Module):
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         assert self.image is not None, "image weights not loaded"
         tokens, valid = self.image.stem(pixels)
-        pooled = self._through_backbone(tokens, valid, self.cfg.image.use_backbone)
-        return F.normalize(self.image.head(pooled), dim=-1)
+        return F.normalize(self.image.pool(tokens, valid, self.backbone), dim=-1)
 
     def encode_audio(self, fbank: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """One vector per window [W, dim] (callers average windows of one clip)."""
         assert self.audio is not None, "audio weights not loaded"
         tokens, valid = self.audio.stem(fbank, frames)
-        pooled = self._through_backbone(tokens, valid, self.cfg.audio.use_backbone)
-        return F.normalize(self.audio.head(pooled), dim=-1)
+        return F.normalize(self.audio.pool(tokens, valid, self.backbone), dim=-1)

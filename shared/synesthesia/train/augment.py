@@ -1,0 +1,86 @@
+"""Batched augmentation on model-input tensors (the serving preprocessing is applied first)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def augment_images(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """[B, 3, S, S] in [0, 1] -> random zoom/shift crop, horizontal flip, colour jitter."""
+    b = x.shape[0]
+
+    def u(lo: float, hi: float, n: int = b) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+    scale = u(0.7, 1.0)
+    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+    tx, ty = u(-1, 1) * (1 - scale + 0.125), u(-1, 1) * (1 - scale + 0.125)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = scale * flip, scale
+    theta[:, 0, 2], theta[:, 1, 2] = tx, ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    grey = x.mean(dim=1, keepdim=True)
+    sat = u(0.6, 1.4)[:, None, None, None]
+    sat = torch.where(torch.rand(b, 1, 1, 1, generator=gen) < 0.1, torch.zeros_like(sat), sat)
+    x = grey + (x - grey) * sat
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = mean + (x - mean) * u(0.7, 1.3)[:, None, None, None]
+    x = x * u(0.75, 1.25)[:, None, None, None]
+    return x.clamp(0.0, 1.0)
+
+
+def normalise_images(
+    x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """Same arithmetic as ``preprocess.pixels_to_tensor`` on a channels-first batch."""
+    m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
+    s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+    return (x - m) / s
+
+
+def augment_fbank(
+    fb: torch.Tensor,
+    frames: torch.Tensor,
+    targets: torch.Tensor,
+    gen: torch.Generator,
+    fbank_std: float,
+    mix_prob: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Normalised log-mel windows [B, T, M] (+ valid frames [B], soft targets [B, K]) ->
+    time shift, gain, mixing of two clips (in the power domain), time/frequency masks."""
+    b, t, m = fb.shape
+    fb = fb.clone()
+    # time shift of the valid part (circular), half the time
+    for i in range(b):
+        n = int(frames[i])
+        if n > 8 and float(torch.rand(1, generator=gen)) < 0.5:
+            k = int(torch.randint(0, n, (1,), generator=gen))
+            fb[i, :n] = torch.roll(fb[i, :n], k, dims=0)
+    # gain of +-6 dB: a shift of the log power, in normalised units
+    gain_db = (torch.rand(b, generator=gen) * 12 - 6)[:, None, None]
+    fb = fb + gain_db * (math.log(10) / 10) / fbank_std
+    # mixing: log(e^a + r e^b), soft targets weighted by r/(1+r)
+    mix = torch.rand(b, generator=gen) < mix_prob
+    partner = torch.randperm(b, generator=gen)
+    r = 0.15 + 0.85 * torch.rand(b, generator=gen)
+    if bool(mix.any()):
+        a, other = fb * fbank_std, fb[partner] * fbank_std
+        mixed = torch.logaddexp(a, other + torch.log(r)[:, None, None]) / fbank_std
+        fb = torch.where(mix[:, None, None], mixed, fb)
+        w = (r / (1 + r) * mix.float())[:, None]
+        targets = (1 - w) * targets + w * targets[partner]
+        frames = torch.where(mix, torch.maximum(frames, frames[partner]), frames)
+    # SpecAugment-style masks
+    for i in range(b):
+        for _ in range(2):
+            w_t = int(torch.randint(0, 40, (1,), generator=gen))
+            s_t = int(torch.randint(0, max(1, t - w_t), (1,), generator=gen))
+            fb[i, s_t : s_t + w_t] = 0.0
+            w_f = int(torch.randint(0, 8, (1,), generator=gen))
+            s_f = int(torch.randint(0, max(1, m - w_f), (1,), generator=gen))
+            fb[i, :, s_f : s_f + w_f] = 0.0
+    return fb, frames, targets

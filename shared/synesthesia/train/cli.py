@@ -1,0 +1,88 @@
+"""Entry points wired to ``synesthesia train CONFIG`` and ``synesthesia eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from synesthesia.train.config import TrainConfig
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def train_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="synesthesia train", description="train the image/audio towers"
+    )
+    p.add_argument("config", help="a JSON training config (configs/train/*.json)")
+    p.add_argument("--modality", choices=["image", "audio", "all"], default="all",
+                   help="train one tower (run two processes for both) or both in turn")  # fmt: skip
+    p.add_argument("--run-dir", type=Path, help="checkpoints and logs (default runs/<name>)")
+    p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
+    p.add_argument("--export", type=Path, help="write both towers to this safetensors file")
+    p.add_argument("--export-only", action="store_true", help="only export the run's checkpoints")
+    p.add_argument("--eval", action="store_true", help="evaluate the exported/trained towers")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from synesthesia.models.minilm.weights import save_towers
+    from synesthesia.train.evaluate import evaluate
+    from synesthesia.train.loop import load_trained, train_tower
+
+    cfg = TrainConfig.load(args.config)
+    run_dir = args.run_dir or _repo_root() / "runs" / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(cfg.to_json())
+    mods = ("image", "audio") if args.modality == "all" else (args.modality,)
+    if not args.export_only:
+        for m in mods:
+            t = time.perf_counter()
+            train_tower(cfg, m, run_dir, resume=not args.fresh, progress=not args.no_progress)
+            print(f"{m} tower trained in {time.perf_counter() - t:.0f} s -> {run_dir}")
+    if args.export or args.eval:
+        towers = ("image", "audio") if args.export else mods
+        model = load_trained(cfg, run_dir, towers)
+        if args.export:
+            rev = save_towers(model, args.export, {"train_config": cfg.to_json()})
+            print(f"exported {args.export} (revision {rev})")
+        if args.eval:
+            rep = evaluate(model, limit=cfg.eval_limit)
+            print(rep.table())
+            (run_dir / "eval.json").write_text(json.dumps(rep.__dict__, indent=1))
+    return 0
+
+
+def eval_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="synesthesia eval", description="the metric table of weights")
+    p.add_argument("weights", nargs="?", type=Path, help="a towers file (default: the shipped one)")
+    p.add_argument("--limit", type=int, help="evaluate on a subset of each eval set (quick look)")
+    p.add_argument("--json", type=Path, help="also write the metrics here")
+    p.add_argument("--no-parity", action="store_true", help="skip the text parity check")
+    args = p.parse_args(argv)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    from synesthesia.models.minilm.weights import default_weights_path, load_model
+    from synesthesia.train.evaluate import evaluate
+
+    path = args.weights or default_weights_path()
+    model, meta = load_model(path)
+    print(f"weights: {path} (revision {meta.get('revision')})")
+    rep = evaluate(model, limit=args.limit, parity=not args.no_parity)
+    print(rep.table())
+    if args.json:
+        args.json.write_text(
+            json.dumps({"revision": meta.get("revision"), **rep.__dict__}, indent=1)
+        )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m synesthesia.train.cli train|eval ...
+    cmd, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("eval", [])
+    raise SystemExit(train_main(rest) if cmd == "train" else eval_main(rest))

@@ -1,0 +1,72 @@
+"""Training configuration: a JSON file under configs/train/."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from synesthesia.models.minilm.config import AudioCfg, ImageCfg, MiniLMConfig
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Optimisation of one tower."""
+
+    steps: int = 1000
+    batch: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup: int = 100
+    logit_scale: float = 30.0  # fixed inverse temperature of the contrastive loss
+    align_weight: float = 0.5  # pull towards the class's mean prompt vector (cross-modal glue)
+    balance_alpha: float = 0.5  # class-balanced sampling: item weight ~ class_count^-alpha
+    tux_share: float = 0.03  # images: share of draws from Tux Paint pictures
+    mix_prob: float = 0.5  # audio: share of mixed clips
+    ckpt_every: int = 250
+    limit: int | None = None  # subsample the training set (smoke tests)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "run"
+    seed: int = 0
+    model: MiniLMConfig = field(default_factory=MiniLMConfig)
+    image: Stage = field(default_factory=Stage)
+    audio: Stage = field(default_factory=lambda: Stage(batch=32, lr=1e-3))
+    eval_limit: int | None = None  # evaluate on the first N items of each eval set (smoke)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        raw: dict[str, Any] = json.loads(Path(path).read_text())
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        m = raw.get("model", {})
+        model = MiniLMConfig.from_json(
+            json.dumps({"image": m.get("image", {}), "audio": m.get("audio", {})})
+        )
+        base = cls()
+        return cls(
+            name=raw.get("name", base.name),
+            seed=raw.get("seed", base.seed),
+            model=model,
+            image=replace(base.image, **raw.get("image", {})),
+            audio=replace(base.audio, **raw.get("audio", {})),
+            eval_limit=raw.get("eval_limit"),
+        )
+
+    def stage(self, modality: str) -> Stage:
+        return self.image if modality == "image" else self.audio
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+__all__ = ["AudioCfg", "ImageCfg", "Stage", "TrainConfig"]

@@ -1,0 +1,152 @@
+"""The metric table of ``synesthesia eval``: zero-shot CIFAR-10 / ESC-10 / ESC-50, bark->photo
+retrieval over the CIFAR-10 test set, and text parity with all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from synesthesia.models.minilm.model import SynesthesiaMiniLM
+from synesthesia.models.minilm.preprocess import audio_to_windows
+from synesthesia.train import data
+from synesthesia.train.augment import normalise_images
+from synesthesia.train.sets import CIFAR_NAMES, esc50_names
+from synesthesia.train.texts import AUDIO_TEMPLATES, ESC10_TO_ESC50, IMAGE_TEMPLATES, build_bank
+
+# Sound classes whose pictures are in CIFAR-10 (ESC-50 names, ESC-10 labels, Tux Paint labels).
+SOUND_TO_PICTURE = {
+    "dog": "dog", "dog bark": "dog", "cat": "cat", "blackcat": "cat", "rooster": "bird",
+    "hen": "bird", "crow": "bird", "chirping birds": "bird", "frog": "frog",
+    "airplane": "airplane", "car horn": "automobile", "horse": "horse",
+}  # fmt: skip
+
+
+@dataclass
+class Report:
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_class: dict[str, float] = field(default_factory=dict)  # bark->photo P@10 per picture class
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def table(self) -> str:
+        lines = ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in self.metrics.items()]
+        lines += ["", "| bark->photo class | clips | P@10 |", "|---|---|---|"]
+        lines += [f"| {k} | {self.counts[k]} | {v:.3f} |" for k, v in self.per_class.items()]
+        return "\n".join(lines)
+
+
+@torch.inference_mode()
+def image_vectors(model: SynesthesiaMiniLM, x: np.ndarray, batch: int = 500) -> torch.Tensor:
+    cfg = model.cfg.image
+    out = []
+    for i in range(0, len(x), batch):
+        px = torch.from_numpy(x[i : i + batch]).permute(0, 3, 1, 2).float() / 255.0
+        out.append(model.encode_image(normalise_images(px, cfg.mean, cfg.std)))
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def audio_vectors(model: SynesthesiaMiniLM, clips: list[data.Clip]) -> torch.Tensor:
+    """The serving path: windows -> per-window vectors -> mean -> re-normalise."""
+    cfg = model.cfg.audio
+    out = []
+    for clip in clips:
+        fb, frames = audio_to_windows(data.load_wave(clip.path, cfg.sample_rate_hz), cfg)
+        out.append(model.encode_audio(fb, frames).mean(0))
+    return torch.nn.functional.normalize(torch.stack(out), dim=-1)
+
+
+def zero_shot(vectors: torch.Tensor, labels: list[str], classes: dict[str, list[str]],
+              model: SynesthesiaMiniLM, templates: tuple[str, ...]) -> float:  # fmt: skip
+    bank = build_bank(model, classes, templates)
+    pred = (vectors @ bank.prototypes().T).argmax(1)
+    truth = torch.tensor([bank.keys.index(k) for k in labels])
+    return float((pred == truth).float().mean())
+
+
+def text_parity(model: SynesthesiaMiniLM) -> float:
+    """Max |difference| between the model's text vectors and sentence-transformers'."""
+    from sentence_transformers import SentenceTransformer
+
+    from synesthesia.models.minilm.weights import minilm_dir
+    from synesthesia.train.texts import embed_texts
+
+    sentences = ["a barking dog", "A photo of a cat.", "the sound of rain on a roof",
+                 "Ein Hund bellt laut.", "x" * 40 + " long " * 200]  # fmt: skip
+    ref = SentenceTransformer(str(minilm_dir()), device="cpu").encode(sentences)
+    ours = embed_texts(model, [s for s in sentences], batch=2)
+    return float(np.abs(ours.numpy() - ref).max())
+
+
+def evaluate(model: SynesthesiaMiniLM, limit: int | None = None, parity: bool = True) -> Report:
+    rep = Report()
+    mods = {m for m in ("image", "audio") if getattr(model, m) is not None}
+    pics: torch.Tensor | None = None
+    pic_labels: np.ndarray | None = None
+    if "image" in mods:
+        x, y = data.load_cifar("test")
+        if limit:
+            keep = np.arange(len(y)) % max(1, len(y) // limit) == 0
+            x, y = x[keep], y[keep]
+        t = time.perf_counter()
+        pics = image_vectors(model, x)
+        rep.metrics["image ms/item (batched, this CPU)"] = 1000 * (time.perf_counter() - t) / len(y)
+        pic_labels = y
+        names = [data.CIFAR_CLASSES[i] for i in y]
+        rep.metrics["CIFAR-10 test zero-shot top-1"] = zero_shot(
+            pics, names, {k: list(v) for k, v in CIFAR_NAMES.items()}, model, IMAGE_TEMPLATES
+        )
+    if "audio" in mods:
+        e10 = data.esc10_clips("eval")[:limit]
+        t = time.perf_counter()
+        v10 = audio_vectors(model, e10)
+        rep.metrics["audio ms/clip (5 s, this CPU)"] = 1000 * (time.perf_counter() - t) / len(e10)
+        classes10 = {c: [c] + ([ESC10_TO_ESC50[c]] if ESC10_TO_ESC50[c] != c else [])
+                     for c in ESC10_TO_ESC50}  # fmt: skip
+        rep.metrics["ESC-10 fold 5 zero-shot top-1"] = zero_shot(
+            v10, [c.label for c in e10], classes10, model, AUDIO_TEMPLATES
+        )
+        e50 = data.esc50_clips("eval")[:limit]
+        v50 = audio_vectors(model, e50)
+        rep.metrics["ESC-50 eval zero-shot top-1 (50 classes)"] = zero_shot(
+            v50, [c.label for c in e50], {n: [n] for n in esc50_names()}, model, AUDIO_TEMPLATES
+        )
+        if pics is not None and pic_labels is not None:
+            bark_to_photo(model, rep, e10 + e50, torch.cat([v10, v50]), pics, pic_labels)
+    if parity:
+        rep.metrics["text parity max |diff| vs sentence-transformers"] = text_parity(model)
+    return rep
+
+
+def bark_to_photo(model: SynesthesiaMiniLM, rep: Report, clips: list[data.Clip],
+                  vecs: torch.Tensor, pics: torch.Tensor,
+                  pic_labels: np.ndarray) -> None:  # fmt: skip
+    """Every held-out clip of a class with pictures queries the CIFAR test images; P@10."""
+    seen: set[str] = set()
+    queries, targets = [], []
+    for clip, v in zip(clips, vecs, strict=True):
+        key = clip.path.stem.rsplit("-", 1)[0] if clip.source == "esc50" else clip.path.stem
+        if clip.label in SOUND_TO_PICTURE and key not in seen:  # ESC-10 clips recur in ESC-50
+            seen.add(key)
+            queries.append(v)
+            targets.append(SOUND_TO_PICTURE[clip.label])
+    tux = [t for t in data.tux_items(held_out=True) if t.audio and t.label in SOUND_TO_PICTURE]
+    if tux:
+        tclips = [data.Clip(t.audio, t.label, "tux") for t in tux if t.audio]
+        queries += list(audio_vectors(model, tclips))
+        targets += [SOUND_TO_PICTURE[t.label] for t in tux]
+    if not queries:
+        return
+    top = (torch.stack(queries) @ pics.T).topk(10, dim=1).indices.numpy()
+    hits: dict[str, list[float]] = defaultdict(list)
+    for row, want in zip(top, targets, strict=True):
+        k = data.CIFAR_CLASSES.index(want)
+        hits[want].append(float((pic_labels[row] == k).mean()))
+    for cls in sorted(hits):
+        rep.per_class[cls] = float(np.mean(hits[cls]))
+        rep.counts[cls] = len(hits[cls])
+    rep.metrics["bark->photo mean class P@10"] = float(np.mean(list(rep.per_class.values())))

@@ -1,0 +1,178 @@
+"""The training loop of one tower: seeded, class-balanced, checkpointed, resumable."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from synesthesia.models.minilm.bert import BertConfig
+from synesthesia.models.minilm.model import SynesthesiaMiniLM
+from synesthesia.models.minilm.preprocess import window_frames
+from synesthesia.models.minilm.weights import minilm_dir
+from synesthesia.train.augment import augment_fbank, augment_images, normalise_images
+from synesthesia.train.config import Stage, TrainConfig
+from synesthesia.train.sets import TrainSet, audio_set, image_set
+
+
+def build_model(cfg: TrainConfig, modalities: tuple[str, ...]) -> SynesthesiaMiniLM:
+    """The network with the real, frozen all-MiniLM-L6-v2 backbone and fresh towers."""
+    from safetensors import safe_open
+
+    bert_dir = minilm_dir()
+    model = SynesthesiaMiniLM(cfg.model, BertConfig.from_json(bert_dir / "config.json"), modalities)
+    with safe_open(str(bert_dir / "model.safetensors"), framework="pt") as f:
+        state = {
+            k: f.get_tensor(k)
+            for k in f.keys()  # noqa: SIM118 - safe_open is not a dict
+            if not k.startswith("pooler.") and k != "embeddings.position_ids"
+        }
+    model.backbone.load_state_dict(state, strict=True)
+    model.backbone.requires_grad_(False).eval()
+    return model
+
+
+def ckpt_path(run_dir: Path, modality: str) -> Path:
+    return run_dir / f"{modality}.ckpt.pt"
+
+
+def _batch_image(
+    ts: TrainSet, idx: torch.Tensor, model: SynesthesiaMiniLM, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    assert ts.pixels is not None and model.image is not None
+    x = ts.pixels[idx].permute(0, 3, 1, 2).float() / 255.0
+    x = normalise_images(augment_images(x, gen), model.cfg.image.mean, model.cfg.image.std)
+    k = len(ts.bank.keys)
+    targets = F.one_hot(ts.labels[idx], k).float()
+    tokens, valid = model.image.stem(x)
+    return model.image.pool(tokens, valid, model.backbone), targets
+
+
+def _batch_audio(
+    ts: TrainSet, idx: torch.Tensor, model: SynesthesiaMiniLM, gen: torch.Generator, stage: Stage
+) -> tuple[torch.Tensor, torch.Tensor]:
+    assert ts.fbanks is not None and model.audio is not None
+    acfg = model.cfg.audio
+    total = window_frames(acfg)
+    fb = torch.zeros(len(idx), total, acfg.num_mel_bins)
+    frames = torch.zeros(len(idx), dtype=torch.long)
+    for j, i in enumerate(idx.tolist()):
+        clip = ts.fbanks[i]
+        # random window, aligned to window boundaries' frame grid like serving's windows
+        start = int(torch.randint(0, max(1, clip.shape[0] - total + 1), (1,), generator=gen))
+        w = clip[start : start + total]
+        fb[j, : w.shape[0]] = w
+        frames[j] = w.shape[0]
+    targets = F.one_hot(ts.labels[idx], len(ts.bank.keys)).float()
+    fb, frames, targets = augment_fbank(fb, frames, targets, gen, acfg.fbank_std, stage.mix_prob)
+    tokens, valid = model.audio.stem(fb, frames)
+    return model.audio.pool(tokens, valid, model.backbone), targets
+
+
+def contrastive_loss(
+    out: torch.Tensor, targets: torch.Tensor, ts: TrainSet, gen: torch.Generator, stage: Stage
+) -> torch.Tensor:
+    """Soft cross-entropy over the class bank (one random prompt per class per step) plus a
+    cosine pull towards the class's mean prompt vector."""
+    z = F.normalize(out, dim=-1)
+    texts = ts.bank.sample(gen)
+    logits = stage.logit_scale * z @ texts.T
+    ce = -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+    goal = F.normalize(targets @ ts.bank.prototypes(), dim=-1)
+    align = (1 - (z * goal).sum(-1)).mean()
+    return ce + stage.align_weight * align
+
+
+def lr_at(step: int, stage: Stage) -> float:
+    if step < stage.warmup:
+        return stage.lr * (step + 1) / stage.warmup
+    p = (step - stage.warmup) / max(1, stage.steps - stage.warmup)
+    return stage.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+
+def train_tower(
+    cfg: TrainConfig, modality: str, run_dir: Path, resume: bool = True, progress: bool = True
+) -> tuple[SynesthesiaMiniLM, list[float]]:
+    """Train one tower to ``stage.steps``; returns the model and this call's per-step losses."""
+    stage = cfg.stage(modality)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, (modality,))
+    tower = getattr(model, modality)
+    ts = (
+        image_set(model, cfg.model.image, stage.tux_share, stage.limit, cfg.seed)
+        if modality == "image"
+        else audio_set(model, cfg.model.audio, stage.balance_alpha, stage.limit, cfg.seed)
+    )
+    params = [p for p in tower.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": stage.weight_decay},
+            {"params": rest, "weight_decay": 0.0},
+        ],
+        lr=stage.lr,
+    )
+    step = 0
+    path = ckpt_path(run_dir, modality)
+    if resume and path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        tower.load_state_dict(state["tower"])
+        opt.load_state_dict(state["opt"])
+        step = int(state["step"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = (run_dir / f"{modality}.log.jsonl").open("a")
+    losses: list[float] = []
+    tower.train()
+    bar = tqdm(total=stage.steps, initial=step, desc=f"train {modality}", disable=not progress)
+    t0 = time.perf_counter()
+    while step < stage.steps:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = torch.multinomial(ts.weights, stage.batch, replacement=True, generator=gen)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, stage)
+        if modality == "image":
+            out, targets = _batch_image(ts, idx, model, gen)
+        else:
+            out, targets = _batch_audio(ts, idx, model, gen, stage)
+        loss = contrastive_loss(out, targets, ts, gen, stage)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if step % 25 == 0 or step == stage.steps:
+            rec = {"step": step, "loss": sum(losses[-25:]) / len(losses[-25:]),
+                   "lr": lr_at(step - 1, stage),
+                   "sec": round(time.perf_counter() - t0, 1)}  # fmt: skip
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+        if step % stage.ckpt_every == 0 or step == stage.steps:
+            save_ckpt(path, tower, opt, step)
+    bar.close()
+    log.close()
+    tower.eval()
+    return model, losses
+
+
+def save_ckpt(path: Path, tower: torch.nn.Module, opt: torch.optim.Optimizer, step: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"tower": tower.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
+    tmp.replace(path)
+
+
+def load_trained(cfg: TrainConfig, run_dir: Path, modalities: tuple[str, ...]) -> SynesthesiaMiniLM:
+    """A model whose towers come from the run's checkpoints."""
+    model = build_model(cfg, modalities)
+    for m in modalities:
+        state = torch.load(ckpt_path(run_dir, m), map_location="cpu", weights_only=True)
+        getattr(model, m).load_state_dict(state["tower"])
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,112 @@
+"""Class names, prompt templates and the frozen text-embedding bank the towers are bound to."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from synesthesia.models.minilm.embedder import load_tokenizer
+from synesthesia.models.minilm.model import SynesthesiaMiniLM
+from synesthesia.train.data import cache_dir
+
+# A few neutral templates appear on both sides so that a sound and a picture of one thing meet.
+NEUTRAL = ("a {}.", "{}", "a {} .", "this is a {}.")
+IMAGE_TEMPLATES = (
+    *NEUTRAL,
+    "a photo of a {}.", "a blurry photo of a {}.", "a low resolution photo of a {}.",
+    "a picture of a {}.", "a close-up photo of a {}.", "a photo of the small {}.",
+    "a bright photo of a {}.", "a dark photo of the {}.", "a cropped photo of a {}.",
+    "a drawing of a {}.", "an image of a {}.", "a photo of my {}.", "a pixelated photo of a {}.",
+    "a jpeg photo of a {}.", "a good photo of the {}.", "art of a {}.",
+)  # fmt: skip
+AUDIO_TEMPLATES = (
+    *NEUTRAL,
+    "the sound of a {}.", "a recording of a {}.", "a {} can be heard.", "the noise of a {}.",
+    "an audio clip of a {}.", "listen to the {}.", "a sound of {}.", "the sound a {} makes.",
+    "a field recording of a {}.", "a short clip of {} sounds.", "I can hear a {}.",
+    "a loud {}.", "a quiet {}.", "sound effect: {}.",
+)  # fmt: skip
+
+# ESC-10 folder labels and their ESC-50 class; training merges them into one class.
+ESC10_TO_ESC50 = {
+    "dog bark": "dog", "rain": "rain", "sea waves": "sea waves", "baby cry": "crying baby",
+    "clock tick": "clock tick", "person sneeze": "sneezing", "helicopter": "helicopter",
+    "chainsaw": "chainsaw", "rooster": "rooster", "fire crackling": "crackling fire",
+}  # fmt: skip
+
+
+def caption_name(caption: str) -> str:
+    """'A great blue heron.' -> 'great blue heron'."""
+    name = caption.strip().rstrip(".").lower()
+    return re.sub(r"^(a|an|the)\s+", "", name)
+
+
+@dataclass
+class ClassBank:
+    """K classes; class k owns rows ``spans[k]`` of ``emb`` (unit text vectors)."""
+
+    keys: list[str]
+    emb: torch.Tensor  # [T, D]
+    owner: torch.Tensor  # [T] class index of each row
+    texts: list[str]
+
+    def prototypes(self) -> torch.Tensor:
+        """[K, D]: the normalised mean of each class's prompt vectors (zero-shot classifier)."""
+        k = len(self.keys)
+        sums = torch.zeros(k, self.emb.shape[1]).index_add_(0, self.owner, self.emb)
+        return torch.nn.functional.normalize(sums, dim=-1)
+
+    def sample(self, gen: torch.Generator) -> torch.Tensor:
+        """[K, D]: one random prompt vector per class (fresh every step)."""
+        counts = torch.bincount(self.owner, minlength=len(self.keys))
+        starts = torch.cumsum(counts, 0) - counts  # rows of a class are contiguous
+        offset = (torch.rand(len(counts), generator=gen) * counts).long().clamp(max=counts - 1)
+        return self.emb[starts + offset]
+
+
+@torch.inference_mode()
+def embed_texts(model: SynesthesiaMiniLM, texts: Sequence[str], batch: int = 128) -> torch.Tensor:
+    """MiniLM sentence embeddings (the model's own, untouched ``encode_text``), cached on disk."""
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    cached = cache_dir() / "text" / f"{digest}.npy"
+    if cached.is_file():
+        return torch.from_numpy(np.load(cached))
+    tok = load_tokenizer(model.cfg.text.max_tokens)
+    out = []
+    for i in range(0, len(texts), batch):
+        encs = tok.encode_batch(list(texts[i : i + batch]))
+        n = max(len(e.ids) for e in encs)
+        ids = torch.zeros(len(encs), n, dtype=torch.long)
+        valid = torch.zeros(len(encs), n, dtype=torch.bool)
+        for j, e in enumerate(encs):
+            ids[j, : len(e.ids)] = torch.tensor(e.ids)
+            valid[j, : len(e.ids)] = True
+        out.append(model.encode_text(ids, valid))
+    emb = torch.cat(out)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cached, emb.numpy())
+    return emb
+
+
+def build_bank(
+    model: SynesthesiaMiniLM,
+    classes: dict[str, list[str]],
+    templates: Sequence[str],
+    captions: dict[str, list[str]] | None = None,
+) -> ClassBank:
+    """``classes``: key -> names (templated); ``captions``: key -> extra literal texts."""
+    keys = list(classes)
+    texts, owner = [], []
+    for k, key in enumerate(keys):
+        lines = [t.format(n) for n in classes[key] for t in templates]
+        lines += (captions or {}).get(key, [])
+        lines = list(dict.fromkeys(lines))
+        texts += lines
+        owner += [k] * len(lines)
+    emb = embed_texts(model, texts)
+    return ClassBank(keys, emb, torch.tensor(owner, dtype=torch.long), texts)
