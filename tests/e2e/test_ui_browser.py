@@ -5,6 +5,7 @@ players, a corrupt file shows the service's INVALID_ARGUMENT details, and the ke
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,3 +176,21 @@ def test_the_keyboard_alone_searches(page: Any) -> None:
     assert cards[0]["modality"] == "text" and cards[0]["score"] == "score 1.000"
     assert page.text_content("#results li .words") == "A dog."
     assert page.get_attribute("#results", "aria-live") == "polite"
+
+
+def test_a_dropped_picture_finds_itself(page: Any, gallery: Path) -> None:
+    picture = "animals/mammals/dogs/dog.png"
+    page.select_option("#among", "images")
+    page.evaluate(
+        """([b64, name]) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/png" }));
+            document.querySelector("#drop").dispatchEvent(
+                new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        }""",
+        [base64.b64encode((gallery / picture).read_bytes()).decode(), "dog.png"],
+    )
+    cards = wait_results(page, "images")
+    assert cards[0]["path"] == picture and cards[0]["score"] == "score 1.000", cards[0]
+    assert "the picture dog.png" in (page.text_content("#status") or "")

@@ -5,11 +5,15 @@ on the demo's index, print the very same lines."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -83,6 +87,38 @@ def test_demo_prints_the_services_answers(data_dir: Path, tmp_path: Path) -> Non
         table = report(answer, 4)
         assert table in out, f"printed:\n{out}\nexpected:\n{table}"
         assert len(answer.hits) == {"pictures": 12, "sounds": 12, "items": 24}[answer.query.noun]
+
+
+def test_demo_serves_the_page_until_ctrl_c(data_dir: Path, tmp_path: Path) -> None:
+    gallery = build_gallery(data_dir, tmp_path / "gallery", labels=("dog", "cow"))
+    ui_port = free_base_port(1)
+    cmd = [sys.executable, "-m", "synesthesia.cli", "demo", "--gallery", str(gallery)]
+    cmd += ["--data-dir", str(tmp_path / "work"), "--base-port", str(free_base_port())]
+    cmd += ["--ui-port", str(ui_port)]
+    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True
+    )
+    assert proc.stdout is not None
+    try:
+        lines = []
+        while not any(line.startswith("search page: ") for line in lines):
+            line = proc.stdout.readline()
+            assert line, "the demo ended before serving the page:\n" + "".join(lines)
+            lines.append(line)
+        assert f"search page: http://127.0.0.1:{ui_port}/ " in lines[-1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/api/info", timeout=30) as r:
+            assert json.load(r)["count"] == 6
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+        assert proc.wait(timeout=60) == 130
+        assert "stopping" in proc.stdout.read()
+        time.sleep(0.5)
+        with pytest.raises(ProcessLookupError):  # no service is left behind
+            os.killpg(proc.pid, 0)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def test_demo_refuses_busy_ports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
