@@ -64,7 +64,8 @@ def _apt_download(cache: Path) -> Path:
         )
 
     done = download()
-    if done.returncode != 0 and hasattr(os, "geteuid") and os.geteuid() == 0:
+    unknown = "Unable to locate package" in done.stderr or "candidate" in done.stderr
+    if done.returncode != 0 and unknown and os.geteuid() == 0:
         print(f"{PACKAGE} not found in the package lists; running apt-get update …", flush=True)
         subprocess.run(["apt-get", "update", "-qq"], check=False)
         done = download()
@@ -166,6 +167,7 @@ def obtain_tuxpaint(cache: Path) -> Path:
     (partial / DONE_MARKER).write_text(f"{deb.name}\n")
     shutil.rmtree(root, ignore_errors=True)
     partial.rename(root)
+    deb.unlink()  # 160 MB no longer needed: the marker says the gallery is complete
     return root
 
 

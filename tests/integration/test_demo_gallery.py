@@ -5,6 +5,7 @@ descriptions, mirrored pictures, spoken letters/numbers, and sounds/captions wit
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -67,6 +68,7 @@ def test_the_package_becomes_a_gallery(tmp_path: Path) -> None:
     assert (root / "animals/dogs/dog.txt").read_text() == "A dog."
     assert caption_of(root / "animals/dogs/dog.ogg") == "A dog."
     assert not (cache / "tuxpaint-stamps.partial").exists()
+    assert not list(cache.glob("*.deb"))  # removed once extracted
     (root / "animals/dogs/dog.png").write_bytes(b"touched")  # a second call extracts nothing
     assert obtain_tuxpaint(cache) == root
     assert (root / "animals/dogs/dog.png").read_bytes() == b"touched"
@@ -78,3 +80,39 @@ def test_without_apt_the_error_says_what_to_do(
     monkeypatch.setattr(gallery.shutil, "which", lambda name: None)
     with pytest.raises(GalleryError, match=r"apt-get is not available.*--gallery DIR"):
         obtain_tuxpaint(tmp_path / "cache")
+
+
+def fake_apt(tmp: Path, deb: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An ``apt-get`` on PATH that knows the package only after ``apt-get update``."""
+    bin_dir, calls = tmp / "bin", tmp / "apt-calls"
+    bin_dir.mkdir()
+    script = bin_dir / "apt-get"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        f'if [ "$1" = update ]; then touch {tmp}/updated; exit 0; fi\n'
+        f'if [ ! -e {tmp}/updated ]; then echo "E: Unable to locate package $2" >&2; exit 100; fi\n'
+        f"cp {deb} .\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+def test_apt_get_update_runs_only_as_root_and_when_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deb = build_deb(tmp_path, tmp_path / "built")
+    calls = fake_apt(tmp_path, deb, monkeypatch)
+    monkeypatch.setattr(gallery.os, "geteuid", lambda: 1000)
+    with pytest.raises(GalleryError, match=r"Unable to locate package.*sudo apt-get update"):
+        obtain_tuxpaint(tmp_path / "user-cache")
+    assert calls.read_text() == "download tuxpaint-stamps-default\n"
+    monkeypatch.setattr(gallery.os, "geteuid", lambda: 0)
+    root = obtain_tuxpaint(tmp_path / "root-cache")
+    assert (root / "animals/dogs/dog.png").read_bytes() == b"png"
+    assert calls.read_text().splitlines()[1:] == [
+        "download tuxpaint-stamps-default",
+        "update -qq",
+        "download tuxpaint-stamps-default",
+    ]
