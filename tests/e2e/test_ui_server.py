@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +119,30 @@ def test_a_search_service_that_is_down_is_named(served: tuple[UiServer, Path]) -
     assert status == 503 and json.loads(reply)["error"].startswith("UNAVAILABLE: ")
     status, reply, _ = request(ui, "POST", "/api/search?input=text&among=all", b"a dog")
     assert status == 503 and json.loads(reply)["error"].startswith("UNAVAILABLE: ")
+
+
+def test_the_ui_command_serves_until_ctrl_c(tmp_path: Path) -> None:
+    port = closed_port()
+    cmd = [sys.executable, "-m", "synesthesia.cli", "ui", "--port", str(port)]
+    cmd += ["--address", f"127.0.0.1:{closed_port()}", "--gallery", str(tmp_path)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    assert proc.stdout is not None
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"search page: http://127.0.0.1:{port}/ "), line
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    bad = subprocess.run(
+        [*cmd[:4], "--gallery", str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "is not a folder" in bad.stderr
