@@ -122,14 +122,37 @@ def describe(target: str, collection: str) -> search_pb2.DescribeCollectionRespo
         )
 
 
-def show_stack(stack: LocalStack) -> None:
+def show_stack(stack: LocalStack) -> str:
+    """Prints each service and its model; returns the encoders' model id."""
+    model_ids = set()
     for svc in stack.services:
         line = f"  {svc.name:6s} {svc.target}"
         if svc.name in ENCODERS:
             with EncoderClient(svc.target) as client:
                 info = client.info()
             line += f"  model {info.model_id}, {info.dim}-d"
+            model_ids.add(info.model_id)
         print(line)
+    if len(model_ids) != 1:
+        raise RuntimeError(f"the encoders serve different models: {sorted(model_ids)}")
+    return model_ids.pop()
+
+
+def drop_if_stale(target: str, collection: str, model_id: str) -> None:
+    """A collection indexed with other weights is dropped (its vectors are not comparable)."""
+    channel, stub = stub_for(target)
+    with channel:
+        try:
+            old = stub.DescribeCollection(
+                search_pb2.DescribeCollectionRequest(collection=collection), timeout=30
+            ).config.model_id
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                return
+            raise
+        if old and old != model_id:
+            print(f"collection {collection!r} was indexed with {old}; indexing it again")
+            stub.DropCollection(search_pb2.DropCollectionRequest(collection=collection), timeout=60)
 
 
 def run(args: argparse.Namespace, stack: LocalStack) -> int:
@@ -143,8 +166,9 @@ def run(args: argparse.Namespace, stack: LocalStack) -> int:
     t0 = time.monotonic()
     start_with_progress(stack)
     print(f"all services SERVING after {time.monotonic() - t0:.1f} s:")
-    show_stack(stack)
+    model_id = show_stack(stack)
     search = stack.services[-1].target
+    drop_if_stale(search, args.collection, model_id)
     indexed = index_gallery(search, gallery, args.collection)
     info = describe(search, args.collection)
     print(

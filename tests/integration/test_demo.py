@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from synesthesia.demo import demo_main
 from synesthesia.demo_queries import build_queries, report, run_queries
+from synesthesia.index import IndexManager
 from synesthesia.search_cli import stub_for
 from synesthesia.v1 import search_pb2
 
@@ -54,6 +55,9 @@ def free_base_port(count: int = 4) -> int:
 def test_demo_prints_the_services_answers(data_dir: Path, tmp_path: Path) -> None:
     gallery = build_gallery(data_dir, tmp_path / "gallery")
     work = tmp_path / "work"
+    stale = IndexManager(work / "index")  # left by a run with other weights: to be replaced
+    stale.create_collection("gallery", 384, model_id="synesthesia-minilm@older")
+    stale.close()
     cmd = [sys.executable, "-m", "synesthesia.cli", "demo", "--gallery", str(gallery), "--once"]
     cmd += ["--data-dir", str(work), "--base-port", str(free_base_port()), "-k", "4"]
     env = {**os.environ, "TQDM_DISABLE": "1"}
@@ -62,6 +66,7 @@ def test_demo_prints_the_services_answers(data_dir: Path, tmp_path: Path) -> Non
     out = done.stdout
     assert "all services SERVING" in out
     assert re.search(r"text +127\.0\.0\.1:\d+ +model synesthesia-minilm@\w+, 384-d", out)
+    assert "'gallery' was indexed with synesthesia-minilm@older; indexing it again" in out
     n = 3 * len(LABELS)
     assert (
         f"collection 'gallery': {n} items ({n} added now, 0 already there, 0 files refused)" in out
