@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from synesthesia.index import IndexManager, UpsertItem
 
 DIM = 32

@@ -22,14 +22,30 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
+KEEPALIVE_MS = 30_000
+
+
 def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
-    """Options shared by servers and clients so both ends agree on message limits."""
+    """Client options: message limits equal to the servers', keepalive pings every 30 s."""
     return [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_time_ms", KEEPALIVE_MS),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+def server_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    """Server options: the same message limits, and clients' 30 s keepalive pings accepted
+    (gRPC's default would answer them with GOAWAY "too_many_pings")."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.so_reuseport", 0),
     ]
 
 
@@ -73,7 +89,7 @@ async def build_server(
     calls ``set_serving()``. Port 0 picks a free port (returned)."""
     server = aio.server(
         interceptors=[ServerInterceptor()],
-        options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)],
+        options=server_options(max_message_bytes),
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
