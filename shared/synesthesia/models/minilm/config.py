@@ -64,7 +64,7 @@ class MiniLMConfig:
     def from_json(cls, text: str) -> MiniLMConfig:
         raw: dict[str, Any] = json.loads(text)
 
-        def build(kind: type, values: dict[str, Any]) -> Any:
+        def build(kind: Any, values: dict[str, Any]) -> Any:
             fields = kind.__dataclass_fields__
             if "use_backbone" in values:  # files written before tower modes existed
                 values = dict(values)
