@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 export RAY_USAGE_STATS_ENABLED=0
 .venv/bin/ruff check .
+.venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"
