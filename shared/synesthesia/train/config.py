@@ -24,6 +24,7 @@ class Stage:
     balance_alpha: float = 0.5  # class-balanced sampling: item weight ~ class_count^-alpha
     tux_share: float = 0.03  # images: share of draws from Tux Paint pictures
     mix_prob: float = 0.5  # audio: share of mixed clips
+    describe: bool = False  # audio: add texts.SOUND_DESCRIPTIONS to the class names
     ckpt_every: int = 250
     limit: int | None = None  # subsample the training set (smoke tests)
 

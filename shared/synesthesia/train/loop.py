@@ -96,7 +96,12 @@ def lr_at(step: int, stage: Stage) -> float:
 
 
 def train_tower(
-    cfg: TrainConfig, modality: str, run_dir: Path, resume: bool = True, progress: bool = True
+    cfg: TrainConfig,
+    modality: str,
+    run_dir: Path,
+    resume: bool = True,
+    progress: bool = True,
+    stop_at: int | None = None,
 ) -> tuple[SynesthesiaMiniLM, list[float]]:
     """Train one tower to ``stage.steps``; returns the model and this call's per-step losses."""
     stage = cfg.stage(modality)
@@ -106,7 +111,9 @@ def train_tower(
     ts = (
         image_set(model, cfg.model.image, stage.tux_share, stage.limit, cfg.seed)
         if modality == "image"
-        else audio_set(model, cfg.model.audio, stage.balance_alpha, stage.limit, cfg.seed)
+        else audio_set(
+            model, cfg.model.audio, stage.balance_alpha, stage.limit, cfg.seed, stage.describe
+        )
     )
     params = [p for p in tower.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
@@ -131,7 +138,8 @@ def train_tower(
     tower.train()
     bar = tqdm(total=stage.steps, initial=step, desc=f"train {modality}", disable=not progress)
     t0 = time.perf_counter()
-    while step < stage.steps:
+    end = stage.steps if stop_at is None else min(stop_at, stage.steps)
+    while step < end:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.multinomial(ts.weights, stage.batch, replacement=True, generator=gen)
         for g in opt.param_groups:
@@ -155,7 +163,7 @@ def train_tower(
                    "sec": round(time.perf_counter() - t0, 1)}  # fmt: skip
             log.write(json.dumps(rec) + "\n")
             log.flush()
-        if step % stage.ckpt_every == 0 or step == stage.steps:
+        if step % stage.ckpt_every == 0 or step == end:
             save_ckpt(path, tower, opt, step)
     bar.close()
     log.close()

@@ -15,6 +15,7 @@ from synesthesia.train.texts import (
     AUDIO_TEMPLATES,
     ESC10_TO_ESC50,
     IMAGE_TEMPLATES,
+    SOUND_DESCRIPTIONS,
     ClassBank,
     build_bank,
     caption_name,
@@ -98,7 +99,12 @@ def esc50_names() -> list[str]:
 
 
 def audio_set(
-    model: SynesthesiaMiniLM, cfg: AudioCfg, alpha: float, limit: int | None, seed: int
+    model: SynesthesiaMiniLM,
+    cfg: AudioCfg,
+    alpha: float,
+    limit: int | None,
+    seed: int,
+    describe: bool = False,
 ) -> TrainSet:
     clips = data.train_audio_clips()
     clips = [clips[i] for i in _subset(len(clips), limit, seed)]
@@ -116,6 +122,9 @@ def audio_set(
             captions.setdefault(key, []).append(clip.caption)
         labels.append(list(classes).index(key))
         fbanks.append(log_mel(data.load_wave(clip.path, cfg.sample_rate_hz), cfg))
+    if describe:
+        for names in classes.values():
+            names += [d for n in list(names) for d in SOUND_DESCRIPTIONS.get(n, [])]
     bank = build_bank(model, classes, AUDIO_TEMPLATES, captions)
     lab = np.asarray(labels, dtype=np.int64)
     return TrainSet(bank, torch.from_numpy(lab), balanced_weights(lab, alpha), fbanks=fbanks)

@@ -40,6 +40,17 @@ ESC10_TO_ESC50 = {
 }  # fmt: skip
 
 
+# Extra descriptions of some sound classes (what the sound is, and what makes it), used in
+# training texts only; zero-shot evaluation prompts use the bare class names.
+SOUND_DESCRIPTIONS = {
+    "dog": ["dog barking"], "cat": ["cat meowing"], "rooster": ["rooster, a bird"],
+    "hen": ["hen, a bird"], "crow": ["crow, a bird"], "chirping birds": ["birds chirping"],
+    "frog": ["frog croaking"], "car horn": ["car horn, a car honking"],
+    "airplane": ["airplane flying"], "horse": ["horse neighing"], "cow": ["cow mooing"],
+    "sheep": ["sheep bleating"], "pig": ["pig oinking"], "insects": ["insects buzzing"],
+}  # fmt: skip
+
+
 def caption_name(caption: str) -> str:
     """'A great blue heron.' -> 'great blue heron'."""
     name = caption.strip().rstrip(".").lower()
