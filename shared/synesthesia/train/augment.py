@@ -42,6 +42,32 @@ def normalise_images(
     return (x - m) / s
 
 
+def _warp(
+    fb: torch.Tensor, frames: torch.Tensor, gen: torch.Generator, warp: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    b, t, m = fb.shape
+    out, frames = fb.clone(), frames.clone()
+    max_shift = max(1, round(warp * m / 4))
+    for i in range(b):
+        n = int(frames[i])
+        if n > 8 and float(torch.rand(1, generator=gen)) < 0.5:
+            rate = 1 + warp * (2 * float(torch.rand(1, generator=gen)) - 1)
+            new = max(8, min(t, round(n * rate)))
+            part = F.interpolate(fb[i, :n].T[None], size=new, mode="linear", align_corners=False)
+            out[i] = 0.0
+            out[i, :new] = part[0].T
+            frames[i] = new
+        if float(torch.rand(1, generator=gen)) < 0.5:
+            k = int(torch.randint(-max_shift, max_shift + 1, (1,), generator=gen))
+            if k > 0:  # up: the lowest bins repeat the edge
+                out[i, :, k:] = out[i, :, :-k].clone()
+                out[i, :, :k] = out[i, :, k : k + 1]
+            elif k < 0:
+                out[i, :, :k] = out[i, :, -k:].clone()
+                out[i, :, k:] = out[i, :, k - 1 : k]
+    return out, frames
+
+
 def augment_fbank(
     fb: torch.Tensor,
     frames: torch.Tensor,
@@ -49,11 +75,16 @@ def augment_fbank(
     gen: torch.Generator,
     fbank_std: float,
     mix_prob: float = 0.5,
+    warp: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Normalised log-mel windows [B, T, M] (+ valid frames [B], soft targets [B, K]) ->
-    time shift, gain, mixing of two clips (in the power domain), time/frequency masks."""
+    (``warp`` > 0: time stretch by up to ±warp and a pitch-like shift of up to ±warp×M/4 mel
+    bins, each half the time), time shift, gain, mixing of two clips (in the power domain),
+    time/frequency masks."""
     b, t, m = fb.shape
     fb = fb.clone()
+    if warp > 0:
+        fb, frames = _warp(fb, frames, gen, warp)
     # time shift of the valid part (circular), half the time
     for i in range(b):
         n = int(frames[i])

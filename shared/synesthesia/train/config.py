@@ -24,7 +24,19 @@ class Stage:
     balance_alpha: float = 0.5  # class-balanced sampling: item weight ~ class_count^-alpha
     tux_share: float = 0.03  # images: share of draws from Tux Paint pictures
     mix_prob: float = 0.5  # audio: share of mixed clips
+    other_share: float | None = None  # audio: share of draws from OpenSFX + Tux Paint (None: as
+    # class balancing gives; their ~160 one-clip classes then take about half the draws)
+    warp: float = 0.0  # audio: time stretch / mel shift strength (0 = off)
+    crop_prob: float = 0.0  # audio: share of short excerpts around a clip's loudest frame
+    crop_seconds: tuple[float, float] = (0.5, 2.5)  # their length range
     describe: bool = False  # audio: add texts.SOUND_DESCRIPTIONS to the class names
+    gallery: bool = False  # images: add the Debian Tux Paint gallery's other captioned pictures
+    # audio: pull a sound towards the image tower's vectors of pictures of the same thing (its
+    # own Tux Paint picture, else the centroid of its picture class); 0 = off
+    picture_weight: float = 0.0
+    picture_ce: float = 0.0  # audio: cross-entropy among CIFAR-10 picture-class means
+    picture_scale: float = 100.0  # its inverse temperature (the class means are close)
+    picture_from: str = "run"  # the image tower: "run" (this run's checkpoint) or a towers file
     ckpt_every: int = 250
     limit: int | None = None  # subsample the training set (smoke tests)
 

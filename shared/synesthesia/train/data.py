@@ -154,6 +154,26 @@ def tux_items(held_out: bool | None = False) -> list[TuxItem]:
     return out
 
 
+def gallery_pictures() -> list[TuxItem]:
+    """The captioned pictures of Debian's ``tuxpaint-stamps-default`` (the demo's sample gallery,
+    obtained with ``apt-get download`` once) that are not among the Tux Paint items above: more
+    drawings of more kinds of things. The held-out triples' pictures are excluded here too."""
+    from synesthesia.gallery import caption_of, obtain_tuxpaint
+
+    root = obtain_tuxpaint(cache_dir() / "gallery")
+    shared = data_root() / "tuxpaint_stamps"
+    known = {t.image.relative_to(shared).as_posix() for t in tux_items(held_out=None)}
+    held = {t.image.name for t in tux_items(held_out=True)}
+    out = []
+    for png in sorted(root.rglob("*.png")):
+        rel = png.relative_to(root).as_posix()
+        caption = caption_of(png)
+        if rel in known or png.name in held or not caption:
+            continue
+        out.append(TuxItem(png.stem, caption, png, None))
+    return out
+
+
 def train_audio_clips() -> list[Clip]:
     """Every training clip: ESC-10 folds 1-4, the ESC-50 train list, OpenSFX, Tux Paint sounds
     (held-out triples excluded), minus any clip sharing a recording with an eval clip."""

@@ -37,6 +37,22 @@ def build_model(cfg: TrainConfig, modalities: tuple[str, ...]) -> SynesthesiaMin
     return model
 
 
+def picture_model(cfg: TrainConfig, run_dir: Path) -> SynesthesiaMiniLM:
+    """The trained image tower the audio tower is bound to (``audio.picture_from``)."""
+    src = cfg.audio.picture_from
+    if src == "run":
+        path = ckpt_path(run_dir, "image")
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"audio.picture_weight > 0 binds sounds to the image tower, but {path} does not "
+                "exist: train the image tower first (synesthesia train CONFIG --modality image)"
+            )
+        return load_trained(cfg, run_dir, ("image",))
+    from synesthesia.models.minilm.weights import load_model
+
+    return load_model(src, ("image",))[0]
+
+
 def ckpt_path(run_dir: Path, modality: str) -> Path:
     return run_dir / f"{modality}.ckpt.pt"
 
@@ -53,6 +69,23 @@ def _batch_image(
     return model.image.pool(tokens, valid, model.backbone), targets
 
 
+def pick_excerpt(
+    clip: torch.Tensor, total: int, crop: tuple[int, int], crop_prob: float, gen: torch.Generator
+) -> tuple[int, int]:
+    """(start, frames) of a training excerpt of the log-mel ``clip`` [T, M]: with ``crop_prob``,
+    a short, busy excerpt of ``crop`` frames (a user's clip is often one bark, not 5 s of a
+    field recording) that covers the loudest frame at a random place; otherwise a random
+    window of ``total`` frames, like serving's windows of a long clip."""
+    n = clip.shape[0]
+    shortest, longest = crop
+    if n > shortest and float(torch.rand(1, generator=gen)) < crop_prob:
+        size = int(torch.randint(shortest, min(longest, n) + 1, (1,), generator=gen))
+        peak = int(clip.mean(dim=1).argmax())
+        offset = int(torch.randint(0, size, (1,), generator=gen))
+        return min(max(0, peak - offset), n - size), size
+    return int(torch.randint(0, max(1, n - total + 1), (1,), generator=gen)), min(total, n)
+
+
 def _batch_audio(
     ts: TrainSet, idx: torch.Tensor, model: SynesthesiaMiniLM, gen: torch.Generator, stage: Stage
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,15 +94,26 @@ def _batch_audio(
     total = window_frames(acfg)
     fb = torch.zeros(len(idx), total, acfg.num_mel_bins)
     frames = torch.zeros(len(idx), dtype=torch.long)
+    shortest = max(8, round(stage.crop_seconds[0] * 1000 / acfg.frame_shift_ms))
+    longest = max(shortest, round(stage.crop_seconds[1] * 1000 / acfg.frame_shift_ms))
     for j, i in enumerate(idx.tolist()):
         clip = ts.fbanks[i]
-        # random window, aligned to window boundaries' frame grid like serving's windows
-        start = int(torch.randint(0, max(1, clip.shape[0] - total + 1), (1,), generator=gen))
-        w = clip[start : start + total]
+        start, size = pick_excerpt(clip, total, (shortest, longest), stage.crop_prob, gen)
+        w = clip[start : start + size]
         fb[j, : w.shape[0]] = w
         frames[j] = w.shape[0]
-    targets = F.one_hot(ts.labels[idx], len(ts.bank.keys)).float()
-    fb, frames, targets = augment_fbank(fb, frames, targets, gen, acfg.fbank_std, stage.mix_prob)
+    k = len(ts.bank.keys)
+    targets = F.one_hot(ts.labels[idx], k).float()
+    if ts.pictures is not None:  # mixed like the targets: [classes | picture class | anchor | has]
+        pic = ts.pictures
+        want = pic.target[idx]
+        onehot = F.one_hot(want.clamp(min=0), len(pic.centroids)).float() * (want >= 0)[:, None]
+        anchors = pic.anchor[idx]
+        has = (anchors.abs().sum(-1, keepdim=True) > 0).float()
+        targets = torch.cat([targets, onehot, anchors, has], dim=1)
+    fb, frames, targets = augment_fbank(
+        fb, frames, targets, gen, acfg.fbank_std, stage.mix_prob, stage.warp
+    )
     tokens, valid = model.audio.stem(fb, frames)
     return model.audio.pool(tokens, valid, model.backbone), targets
 
@@ -78,14 +122,29 @@ def contrastive_loss(
     out: torch.Tensor, targets: torch.Tensor, ts: TrainSet, gen: torch.Generator, stage: Stage
 ) -> torch.Tensor:
     """Soft cross-entropy over the class bank (one random prompt per class per step) plus a
-    cosine pull towards the class's mean prompt vector."""
+    cosine pull towards the class's mean prompt vector. Audio bound to pictures (``ts.pictures``,
+    the extra target columns) adds ``picture_weight`` x a cosine pull towards where pictures of
+    the same thing land and ``picture_ce`` x a cross-entropy among the picture classes' mean
+    vectors (so that a sound is nearer its own pictures than others, which ranking needs)."""
     z = F.normalize(out, dim=-1)
+    k = len(ts.bank.keys)
+    picture = out.new_zeros(())
+    if ts.pictures is not None:
+        p, d = len(ts.pictures.centroids), z.shape[1]
+        onehot, anchors, has = targets[:, k : k + p], targets[:, k + p : k + p + d], targets[:, -1]
+        cos = (z * F.normalize(anchors, dim=-1)).sum(-1)
+        logp = F.log_softmax(stage.picture_scale * z @ ts.pictures.centroids.T, dim=-1)
+        picture = (
+            stage.picture_weight * (has * (1 - cos)).sum()
+            - stage.picture_ce * (onehot * logp).sum()
+        ) / len(z)
+        targets = targets[:, :k]
     texts = ts.bank.sample(gen)
     logits = stage.logit_scale * z @ texts.T
     ce = -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
     goal = F.normalize(targets @ ts.bank.prototypes(), dim=-1)
     align = (1 - (z * goal).sum(-1)).mean()
-    return ce + stage.align_weight * align
+    return ce + stage.align_weight * align + picture
 
 
 def lr_at(step: int, stage: Stage) -> float:
@@ -108,13 +167,14 @@ def train_tower(
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, (modality,))
     tower = getattr(model, modality)
-    ts = (
-        image_set(model, cfg.model.image, stage.tux_share, stage.limit, cfg.seed)
-        if modality == "image"
-        else audio_set(
-            model, cfg.model.audio, stage.balance_alpha, stage.limit, cfg.seed, stage.describe
+    if modality == "image":
+        ts = image_set(
+            model, cfg.model.image, stage.tux_share, stage.limit, cfg.seed, stage.gallery
         )
-    )
+    else:
+        bind = stage.picture_weight > 0 or stage.picture_ce > 0
+        pictures = picture_model(cfg, run_dir) if bind else None
+        ts = audio_set(model, cfg.model.audio, stage, cfg.seed, pictures)
     params = [p for p in tower.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     rest = [p for p in params if p.ndim < 2]

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from synesthesia.models.minilm.config import AudioCfg, ImageCfg
 from synesthesia.models.minilm.model import SynesthesiaMiniLM
 from synesthesia.models.minilm.preprocess import image_to_tensor, log_mel
 from synesthesia.train import data
+from synesthesia.train.config import Stage
 from synesthesia.train.texts import (
     AUDIO_TEMPLATES,
     ESC10_TO_ESC50,
     IMAGE_TEMPLATES,
+    PICTURE_OF,
     SOUND_DESCRIPTIONS,
     ClassBank,
     build_bank,
@@ -29,12 +33,34 @@ CIFAR_NAMES = {
 
 
 @dataclass
+class Pictures:
+    """Where pictures land under a trained image tower, to bind sounds to them."""
+
+    centroids: torch.Tensor  # [P, D] unit mean vector of each CIFAR-10 class's training images
+    target: torch.Tensor  # [N] CIFAR-10 class a clip's thing belongs to (-1: none)
+    anchor: torch.Tensor  # [N, D] the clip's own picture, else its picture class mean (0: none)
+
+
+@dataclass
 class TrainSet:
     bank: ClassBank
     labels: torch.Tensor  # [N] class index into the bank
     weights: torch.Tensor  # [N] sampling weight (class-balanced)
     pixels: torch.Tensor | None = None  # images: uint8 [N, S, S, 3]
     fbanks: list[torch.Tensor] | None = None  # audio: normalised log-mel [T_i, M] per clip
+    pictures: Pictures | None = None  # audio: what each clip looks like (binding to pictures)
+
+
+def _share_others(w: torch.Tensor, clips: list[data.Clip], share: float | None) -> torch.Tensor:
+    """Give the clips outside ESC-10/ESC-50 (OpenSFX, Tux Paint: mostly one clip per class)
+    ``share`` of the draws in total, the ESC clips the rest (None: leave ``w`` as it is)."""
+    other = torch.tensor([c.source not in ("esc10", "esc50") for c in clips])
+    if share is None or bool(other.all()) or not bool(other.any()):
+        return w
+    w = w.clone()
+    w[other] *= share / w[other].sum()
+    w[~other] *= (1 - share) / w[~other].sum()
+    return w
 
 
 def balanced_weights(
@@ -55,7 +81,12 @@ def _subset(n: int, limit: int | None, seed: int) -> np.ndarray:
 
 
 def image_set(
-    model: SynesthesiaMiniLM, cfg: ImageCfg, tux_share: float, limit: int | None, seed: int
+    model: SynesthesiaMiniLM,
+    cfg: ImageCfg,
+    tux_share: float,
+    limit: int | None,
+    seed: int,
+    gallery: bool = False,
 ) -> TrainSet:
     x, y = data.load_cifar("train")
     keep = _subset(len(y), limit, seed)
@@ -65,7 +96,8 @@ def image_set(
     synonyms = {n: k for k, names in CIFAR_NAMES.items() for n in names}
     tux_px, tux_lab = [], []
     mean, std = np.asarray(cfg.mean), np.asarray(cfg.std)
-    for item in data.tux_items(held_out=False):
+    items = data.tux_items(held_out=False) + (data.gallery_pictures() if gallery else [])
+    for item in items:
         name = caption_name(item.caption)
         key = synonyms.get(name, name)
         classes.setdefault(key, [name])
@@ -101,13 +133,12 @@ def esc50_names() -> list[str]:
 def audio_set(
     model: SynesthesiaMiniLM,
     cfg: AudioCfg,
-    alpha: float,
-    limit: int | None,
+    stage: Stage,
     seed: int,
-    describe: bool = False,
+    pictures: SynesthesiaMiniLM | None = None,
 ) -> TrainSet:
     clips = data.train_audio_clips()
-    clips = [clips[i] for i in _subset(len(clips), limit, seed)]
+    clips = [clips[i] for i in _subset(len(clips), stage.limit, seed)]
     names50 = set(esc50_names())
     classes: dict[str, list[str]] = {n: [n] for n in sorted(names50)}
     for e10, e50 in ESC10_TO_ESC50.items():
@@ -122,9 +153,56 @@ def audio_set(
             captions.setdefault(key, []).append(clip.caption)
         labels.append(list(classes).index(key))
         fbanks.append(log_mel(data.load_wave(clip.path, cfg.sample_rate_hz), cfg))
-    if describe:
+    if stage.describe:
         for names in classes.values():
             names += [d for n in list(names) for d in SOUND_DESCRIPTIONS.get(n, [])]
     bank = build_bank(model, classes, AUDIO_TEMPLATES, captions)
     lab = np.asarray(labels, dtype=np.int64)
-    return TrainSet(bank, torch.from_numpy(lab), balanced_weights(lab, alpha), fbanks=fbanks)
+    return TrainSet(
+        bank,
+        torch.from_numpy(lab),
+        _share_others(balanced_weights(lab, stage.balance_alpha), clips, stage.other_share),
+        fbanks=fbanks,
+        pictures=picture_anchors(pictures, clips) if pictures is not None else None,
+    )
+
+
+@torch.no_grad()  # (not inference_mode: the vectors take part in the training loss)
+def picture_anchors(pictures: SynesthesiaMiniLM, clips: list[data.Clip]) -> Pictures:
+    """Binds each clip to the pictures of its thing under the image tower ``pictures``: a Tux
+    Paint sound to its own picture, a clip of a class that has pictures (``PICTURE_OF``, CIFAR-10
+    names and synonyms, Tux Paint captions) to that class's mean picture vector."""
+    from synesthesia.train.evaluate import image_vectors
+
+    icfg = pictures.cfg.image
+    x, y = data.load_cifar("train")
+    keep = np.arange(len(y)) % 2 == 0  # 25,000 pictures are plenty for ten means
+    vecs = image_vectors(pictures, x[keep])
+    groups: dict[str, list[torch.Tensor]] = {}
+    cifar: dict[str, int] = {}
+    for k, name in enumerate(data.CIFAR_CLASSES):
+        groups[name] = [vecs[torch.from_numpy(y[keep] == k)].mean(0)]
+        for syn in (name, *CIFAR_NAMES[name]):
+            groups.setdefault(syn, groups[name])
+            cifar[syn] = k
+    own: dict[Path, torch.Tensor] = {}
+    mean, std = np.asarray(icfg.mean), np.asarray(icfg.std)
+    for item in data.tux_items(held_out=False):
+        t = image_to_tensor(data.load_picture(item.image), icfg)
+        px = np.rint((np.moveaxis(t.numpy(), 0, -1) * std + mean) * 255).clip(0, 255)
+        v = image_vectors(pictures, px.astype(np.uint8)[None])[0]  # the training-time rounding
+        groups.setdefault(caption_name(item.caption), []).append(v)
+        if item.audio is not None:
+            own[item.audio] = v
+    centroids = {k: F.normalize(torch.stack(v).mean(0), dim=-1) for k, v in groups.items()}
+    anchor = torch.zeros(len(clips), vecs.shape[1])
+    target = torch.full((len(clips),), -1, dtype=torch.long)
+    for i, clip in enumerate(clips):
+        name = caption_name(clip.caption) if clip.caption else clip.label
+        want = PICTURE_OF.get(name, PICTURE_OF.get(clip.label, name))
+        if clip.path in own:
+            anchor[i] = F.normalize(own[clip.path], dim=-1)
+        elif want in centroids:
+            anchor[i] = centroids[want]
+        target[i] = cifar.get(want, -1)
+    return Pictures(torch.stack([centroids[n] for n in data.CIFAR_CLASSES]), target, anchor)

@@ -50,6 +50,18 @@ SOUND_DESCRIPTIONS = {
     "sheep": ["sheep bleating"], "pig": ["pig oinking"], "insects": ["insects buzzing"],
 }  # fmt: skip
 
+# What a sound class looks like, where the picture class has another name (training only; a
+# sound class whose own name is a picture class maps to itself).
+PICTURE_OF = {
+    "dog bark": "dog", "rooster": "bird", "hen": "bird", "crow": "bird", "chirping birds": "bird",
+    "bird": "bird", "car horn": "automobile", "modern car horn": "automobile",
+    "ship horn": "ship", "ferry horn": "ship", "propeller plane start": "airplane",
+    "propeller plane take off": "airplane", "early jet take off": "airplane",
+    "modern jet take off": "airplane", "mach 1+ jet take off": "airplane",
+    "jet take off": "airplane", "truck/old bus start, pull away": "truck",
+    "truck/old bus start, pull away with horn": "truck", "comedy truck start": "truck",
+}  # fmt: skip
+
 
 def caption_name(caption: str) -> str:
     """'A great blue heron.' -> 'great blue heron'."""
