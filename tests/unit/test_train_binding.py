@@ -18,12 +18,22 @@ from synesthesia.train.sets import Pictures, TrainSet
 from synesthesia.train.texts import ClassBank
 
 
+def _needs_data() -> None:
+    if not (data_root() / "tuxpaint_stamps" / "manifest.jsonl").is_file():
+        msg = f"training data not found at {data_root()} (set SYNESTHESIA_DATA)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
 def _set(k: int = 3, d: int = 8, p: int = 2) -> TrainSet:
     gen = torch.Generator().manual_seed(1)
     emb = F.normalize(torch.randn(2 * k, d, generator=gen), dim=-1)
     bank = ClassBank([f"c{i}" for i in range(k)], emb, torch.arange(k).repeat_interleave(2), [])
     centroids = F.normalize(torch.randn(p, d, generator=gen), dim=-1)
-    pictures = Pictures(centroids, torch.zeros(1, dtype=torch.long), torch.zeros(1, d))
+    drawings = F.normalize(torch.randn(3, d, generator=gen), dim=-1)
+    none = torch.zeros(1, dtype=torch.long)
+    pictures = Pictures(centroids, none, torch.zeros(1, d), drawings, none)
     return TrainSet(bank, torch.zeros(1, dtype=torch.long), torch.ones(1), pictures=pictures)
 
 
@@ -37,8 +47,11 @@ def test_picture_terms_pull_only_clips_with_a_picture() -> None:
     out = F.normalize(torch.randn(4, 8, generator=gen), dim=-1)
     cls = F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float()
     has = torch.tensor([[1.0], [0.0], [1.0], [0.0]])
-    nopic = torch.zeros(4, 2)
+    nopic = torch.zeros(4, 2 + 3)  # no picture class, no own drawing
     base = _loss(out, torch.cat([cls, nopic, 0 * out, 0 * has], 1), ts, align_weight=0.0)
+    assert torch.allclose(
+        base, _loss(out, cls, TrainSet(ts.bank, ts.labels, ts.weights), align_weight=0.0)
+    )
     # cosine pull: anchors equal to the outputs cost nothing; opposite ones 2 per anchored clip
     same = torch.cat([cls, nopic, out * has, has], dim=1)
     opposite = torch.cat([cls, nopic, -out * has, has], dim=1)
@@ -47,11 +60,18 @@ def test_picture_terms_pull_only_clips_with_a_picture() -> None:
     assert torch.allclose(got, base + 2 * 2 / 4, atol=1e-5)
     # picture cross-entropy: only clips with a picture class count, each -log p(its class)
     onehot = torch.tensor([[1.0, 0], [0, 0], [0, 1], [0, 0]])
-    ext = torch.cat([cls, onehot, 0 * out, 0 * has], dim=1)
-    logp = F.log_softmax(100.0 * out @ ts.pictures.centroids.T, dim=-1)  # type: ignore[union-attr]
+    ext = torch.cat([cls, onehot, torch.zeros(4, 3), 0 * out, 0 * has], dim=1)
+    assert ts.pictures is not None
+    logp = F.log_softmax(100.0 * out @ ts.pictures.centroids.T, dim=-1)
     want = -(logp[0, 0] + logp[2, 1]) / 4
     got = _loss(out, ext, ts, picture_ce=1.0, align_weight=0.0)
     assert torch.allclose(got, base + want, atol=1e-4)
+    # own drawing: a Tux Paint sound among all the drawings, its own first
+    own = torch.tensor([[0, 0, 0], [0, 1.0, 0], [0, 0, 0], [0, 0, 0]])
+    ext = torch.cat([cls, torch.zeros(4, 2), own, 0 * out, 0 * has], dim=1)
+    logq = F.log_softmax(100.0 * out @ ts.pictures.drawings.T, dim=-1)
+    got = _loss(out, ext, ts, own_ce=1.0, align_weight=0.0)
+    assert torch.allclose(got, base - logq[1, 1] / 4, atol=1e-4)
     # the gradient moves an anchored output towards its picture, and not the others
     z = out.clone().requires_grad_(True)
     anchor = F.normalize(torch.randn(4, 8, generator=gen), dim=-1)
@@ -86,11 +106,7 @@ def test_mixing_carries_the_picture_with_its_weight() -> None:
 def test_gallery_pictures_skip_held_out_and_known_items(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not (data_root() / "tuxpaint_stamps" / "manifest.jsonl").is_file():
-        msg = f"training data not found at {data_root()} (set SYNESTHESIA_DATA)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    _needs_data()
     from synesthesia.gallery import DONE_MARKER
     from synesthesia.train import data
 
@@ -156,3 +172,24 @@ def test_short_excerpts_cover_the_loudest_moment() -> None:
     # without cropping: the whole window; a clip shorter than the shortest excerpt: whole too
     assert pick_excerpt(clip, 498, (50, 250), 0.0, gen) == (0, 498)
     assert pick_excerpt(clip[:40], 498, (50, 250), 1.0, gen) == (0, 40)
+
+
+def test_gallery_ranks_count_the_pictures_above_each_own_picture(tmp_path: Path) -> None:
+    import shutil
+
+    from synesthesia.models.minilm.weights import load_model
+    from synesthesia.train import data
+    from synesthesia.train.evaluate import gallery_ranks
+
+    _needs_data()
+    shared = data_root() / "tuxpaint_stamps"
+    held = [t for t in data.tux_items(held_out=True) if t.audio]
+    others = data.tux_items(held_out=False)[:5]
+    for item in held[:2] + others:  # two held-out pictures among five others
+        dest = tmp_path / item.image.relative_to(shared)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(item.image, dest)
+    model, _ = load_model(None, ("audio", "image"))
+    ranks = gallery_ranks(model, tmp_path)
+    assert set(ranks) == {h.label for h in held[:2]}  # held-out items without a picture: skipped
+    assert all(1 <= r <= 7 for r in ranks.values())

@@ -66,6 +66,9 @@ def eval_main(argv: list[str]) -> int:
     p.add_argument("--limit", type=int, help="evaluate on a subset of each eval set (quick look)")
     p.add_argument("--json", type=Path, help="also write the metrics here")
     p.add_argument("--no-parity", action="store_true", help="skip the text parity check")
+    p.add_argument("--gallery", action="store_true",
+                   help="also rank each held-out Tux Paint sound's own picture among the demo "
+                        "gallery's pictures (fetches tuxpaint-stamps-default once)")  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     from synesthesia.models.minilm.weights import default_weights_path, load_model
@@ -76,6 +79,17 @@ def eval_main(argv: list[str]) -> int:
     print(f"weights: {path} (revision {meta.get('revision')})")
     rep = evaluate(model, limit=args.limit, parity=not args.no_parity)
     print(rep.table())
+    if args.gallery:
+        from synesthesia.gallery import obtain_tuxpaint
+        from synesthesia.train.data import cache_dir
+        from synesthesia.train.evaluate import gallery_ranks
+
+        root = obtain_tuxpaint(cache_dir() / "gallery")
+        ranks = gallery_ranks(model, root)
+        n = len(list(root.rglob("*.png")))
+        print(f"\n| held-out Tux Paint sound | rank of its own picture among {n} |\n|---|---|")
+        print("\n".join(f"| {k} | {v} |" for k, v in ranks.items()))
+        rep.metrics.update({f"gallery rank: {k}": float(v) for k, v in ranks.items()})
     if args.json:
         args.json.write_text(
             json.dumps({"revision": meta.get("revision"), **rep.__dict__}, indent=1)

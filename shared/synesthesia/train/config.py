@@ -35,6 +35,7 @@ class Stage:
     # own Tux Paint picture, else the centroid of its picture class); 0 = off
     picture_weight: float = 0.0
     picture_ce: float = 0.0  # audio: cross-entropy among CIFAR-10 picture-class means
+    own_ce: float = 0.0  # audio: cross-entropy of a Tux Paint sound among the Tux pictures
     picture_scale: float = 100.0  # its inverse temperature (the class means are close)
     picture_from: str = "run"  # the image tower: "run" (this run's checkpoint) or a towers file
     ckpt_every: int = 250

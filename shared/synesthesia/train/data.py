@@ -156,8 +156,11 @@ def tux_items(held_out: bool | None = False) -> list[TuxItem]:
 
 def gallery_pictures() -> list[TuxItem]:
     """The captioned pictures of Debian's ``tuxpaint-stamps-default`` (the demo's sample gallery,
-    obtained with ``apt-get download`` once) that are not among the Tux Paint items above: more
-    drawings of more kinds of things. The held-out triples' pictures are excluded here too."""
+    obtained with ``apt-get download`` once) that are not among the Tux Paint triples above:
+    more drawings of more kinds of things. The held-out triples' pictures (by file name) are
+    never included. ``images_only/`` pictures of ../shared sit under another path there, so
+    they come again from here: the shipped image tower drew them about twice as often as the
+    other drawings (kept so that the shipped weights reproduce; the model card says so)."""
     from synesthesia.gallery import caption_of, obtain_tuxpaint
 
     root = obtain_tuxpaint(cache_dir() / "gallery")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -120,6 +121,35 @@ def evaluate(model: SynesthesiaMiniLM, limit: int | None = None, parity: bool = 
     if parity:
         rep.metrics["text parity max |diff| vs sentence-transformers"] = text_parity(model)
     return rep
+
+
+@torch.inference_mode()
+def gallery_ranks(model: SynesthesiaMiniLM, root: Path) -> dict[str, int]:
+    """Each held-out Tux Paint sound queries every picture of the Tux Paint gallery at ``root``
+    (the demo's sample gallery, Debian's tuxpaint-stamps-default); the 1-based rank of its own
+    picture. Serving preprocessing throughout."""
+    from synesthesia.models.minilm.preprocess import image_to_tensor
+
+    pngs = sorted(root.rglob("*.png"))
+    pics = torch.cat([
+        model.encode_image(
+            torch.stack([image_to_tensor(data.load_picture(p), model.cfg.image) for p in chunk])
+        )
+        for chunk in (pngs[i : i + 256] for i in range(0, len(pngs), 256))
+    ])  # fmt: skip
+    shared = data.data_root() / "tuxpaint_stamps"
+    out = {}
+    for item in data.tux_items(held_out=True):
+        if item.audio is None:
+            continue
+        rel = item.image.relative_to(shared)
+        own = [i for i, p in enumerate(pngs) if p.relative_to(root) == rel]
+        if not own:
+            continue
+        vec = audio_vectors(model, [data.Clip(item.audio, item.label, "tux")])[0]
+        scores = pics @ vec
+        out[item.label] = int((scores > scores[own[0]]).sum()) + 1
+    return out
 
 
 def bark_to_photo(model: SynesthesiaMiniLM, rep: Report, clips: list[data.Clip],

@@ -104,18 +104,25 @@ def _batch_audio(
         frames[j] = w.shape[0]
     k = len(ts.bank.keys)
     targets = F.one_hot(ts.labels[idx], k).float()
-    if ts.pictures is not None:  # mixed like the targets: [classes | picture class | anchor | has]
+    if ts.pictures is not None:
+        # mixed like the targets: [classes | picture class | own drawing | anchor | has anchor]
         pic = ts.pictures
-        want = pic.target[idx]
-        onehot = F.one_hot(want.clamp(min=0), len(pic.centroids)).float() * (want >= 0)[:, None]
         anchors = pic.anchor[idx]
         has = (anchors.abs().sum(-1, keepdim=True) > 0).float()
-        targets = torch.cat([targets, onehot, anchors, has], dim=1)
+        targets = torch.cat(
+            [targets, _onehot(pic.target[idx], len(pic.centroids)),
+             _onehot(pic.own[idx], len(pic.drawings)), anchors, has], dim=1,
+        )  # fmt: skip
     fb, frames, targets = augment_fbank(
         fb, frames, targets, gen, acfg.fbank_std, stage.mix_prob, stage.warp
     )
     tokens, valid = model.audio.stem(fb, frames)
     return model.audio.pool(tokens, valid, model.backbone), targets
+
+
+def _onehot(index: torch.Tensor, n: int) -> torch.Tensor:
+    """One-hot rows; an index of -1 gives a row of zeros."""
+    return F.one_hot(index.clamp(min=0), n).float() * (index >= 0)[:, None]
 
 
 def contrastive_loss(
@@ -124,21 +131,27 @@ def contrastive_loss(
     """Soft cross-entropy over the class bank (one random prompt per class per step) plus a
     cosine pull towards the class's mean prompt vector. Audio bound to pictures (``ts.pictures``,
     the extra target columns) adds ``picture_weight`` x a cosine pull towards where pictures of
-    the same thing land and ``picture_ce`` x a cross-entropy among the picture classes' mean
-    vectors (so that a sound is nearer its own pictures than others, which ranking needs)."""
+    the same thing land, ``picture_ce`` x a cross-entropy among the picture classes' mean
+    vectors (so that a sound is nearer its own pictures than others, which ranking needs) and
+    ``own_ce`` x a cross-entropy of a Tux Paint sound among all Tux Paint pictures (its own
+    picture first)."""
     z = F.normalize(out, dim=-1)
     k = len(ts.bank.keys)
     picture = out.new_zeros(())
     if ts.pictures is not None:
-        p, d = len(ts.pictures.centroids), z.shape[1]
-        onehot, anchors, has = targets[:, k : k + p], targets[:, k + p : k + p + d], targets[:, -1]
+        pic = ts.pictures
+        cls, onehot, own, anchors, has = targets.split(
+            [k, len(pic.centroids), len(pic.drawings), z.shape[1], 1], dim=1
+        )
         cos = (z * F.normalize(anchors, dim=-1)).sum(-1)
-        logp = F.log_softmax(stage.picture_scale * z @ ts.pictures.centroids.T, dim=-1)
+        logp = F.log_softmax(stage.picture_scale * z @ pic.centroids.T, dim=-1)
+        logq = F.log_softmax(stage.picture_scale * z @ pic.drawings.T, dim=-1)
         picture = (
-            stage.picture_weight * (has * (1 - cos)).sum()
+            stage.picture_weight * (has[:, 0] * (1 - cos)).sum()
             - stage.picture_ce * (onehot * logp).sum()
+            - stage.own_ce * (own * logq).sum()
         ) / len(z)
-        targets = targets[:, :k]
+        targets = cls
     texts = ts.bank.sample(gen)
     logits = stage.logit_scale * z @ texts.T
     ce = -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
@@ -172,7 +185,7 @@ def train_tower(
             model, cfg.model.image, stage.tux_share, stage.limit, cfg.seed, stage.gallery
         )
     else:
-        bind = stage.picture_weight > 0 or stage.picture_ce > 0
+        bind = stage.picture_weight > 0 or stage.picture_ce > 0 or stage.own_ce > 0
         pictures = picture_model(cfg, run_dir) if bind else None
         ts = audio_set(model, cfg.model.audio, stage, cfg.seed, pictures)
     params = [p for p in tower.parameters() if p.requires_grad]

@@ -39,6 +39,8 @@ class Pictures:
     centroids: torch.Tensor  # [P, D] unit mean vector of each CIFAR-10 class's training images
     target: torch.Tensor  # [N] CIFAR-10 class a clip's thing belongs to (-1: none)
     anchor: torch.Tensor  # [N, D] the clip's own picture, else its picture class mean (0: none)
+    drawings: torch.Tensor  # [Q, D] unit vectors of the Tux Paint training pictures
+    own: torch.Tensor  # [N] a Tux Paint sound's own picture among ``drawings`` (-1: none)
 
 
 @dataclass
@@ -186,6 +188,8 @@ def picture_anchors(pictures: SynesthesiaMiniLM, clips: list[data.Clip]) -> Pict
             groups.setdefault(syn, groups[name])
             cifar[syn] = k
     own: dict[Path, torch.Tensor] = {}
+    drawings: list[torch.Tensor] = []
+    own_row: dict[Path, int] = {}
     mean, std = np.asarray(icfg.mean), np.asarray(icfg.std)
     for item in data.tux_items(held_out=False):
         t = image_to_tensor(data.load_picture(item.image), icfg)
@@ -194,6 +198,8 @@ def picture_anchors(pictures: SynesthesiaMiniLM, clips: list[data.Clip]) -> Pict
         groups.setdefault(caption_name(item.caption), []).append(v)
         if item.audio is not None:
             own[item.audio] = v
+            own_row[item.audio] = len(drawings)
+        drawings.append(F.normalize(v, dim=-1))
     centroids = {k: F.normalize(torch.stack(v).mean(0), dim=-1) for k, v in groups.items()}
     anchor = torch.zeros(len(clips), vecs.shape[1])
     target = torch.full((len(clips),), -1, dtype=torch.long)
@@ -205,4 +211,6 @@ def picture_anchors(pictures: SynesthesiaMiniLM, clips: list[data.Clip]) -> Pict
         elif want in centroids:
             anchor[i] = centroids[want]
         target[i] = cifar.get(want, -1)
-    return Pictures(torch.stack([centroids[n] for n in data.CIFAR_CLASSES]), target, anchor)
+    rows = torch.tensor([own_row.get(c.path, -1) for c in clips], dtype=torch.long)
+    cifar_means = torch.stack([centroids[n] for n in data.CIFAR_CLASSES])
+    return Pictures(cifar_means, target, anchor, torch.stack(drawings), rows)
