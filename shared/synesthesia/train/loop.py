@@ -44,8 +44,9 @@ def picture_model(cfg: TrainConfig, run_dir: Path) -> SynesthesiaMiniLM:
         path = ckpt_path(run_dir, "image")
         if not path.is_file():
             raise FileNotFoundError(
-                f"audio.picture_weight > 0 binds sounds to the image tower, but {path} does not "
-                "exist: train the image tower first (synesthesia train CONFIG --modality image)"
+                f"the audio stage binds sounds to the image tower (picture_weight, picture_ce or "
+                f"own_ce > 0), but {path} does not exist: train the image tower first "
+                "(synesthesia train CONFIG --modality image)"
             )
         return load_trained(cfg, run_dir, ("image",))
     from synesthesia.models.minilm.weights import load_model

@@ -36,7 +36,10 @@ CIFAR_NAMES = {
 class Pictures:
     """Where pictures land under a trained image tower, to bind sounds to them."""
 
-    centroids: torch.Tensor  # [P, D] unit mean vector of each CIFAR-10 class's training images
+    # [P, D] one unit vector per CIFAR-10 class: the mean of [the class's mean training-image
+    # vector, each Tux Paint training drawing captioned with its name or a synonym] (the shipped
+    # towers: one drawing each for airplane, deer and frog, weighted like the CIFAR mean)
+    centroids: torch.Tensor
     target: torch.Tensor  # [N] CIFAR-10 class a clip's thing belongs to (-1: none)
     anchor: torch.Tensor  # [N, D] the clip's own picture, else its picture class mean (0: none)
     drawings: torch.Tensor  # [Q, D] unit vectors of the Tux Paint training pictures
@@ -173,7 +176,9 @@ def audio_set(
 def picture_anchors(pictures: SynesthesiaMiniLM, clips: list[data.Clip]) -> Pictures:
     """Binds each clip to the pictures of its thing under the image tower ``pictures``: a Tux
     Paint sound to its own picture, a clip of a class that has pictures (``PICTURE_OF``, CIFAR-10
-    names and synonyms, Tux Paint captions) to that class's mean picture vector."""
+    names and synonyms, Tux Paint captions) to that class's mean picture vector. A class mean
+    averages its group's entries: for a CIFAR-10 class, its mean image vector (one entry) and
+    the Tux Paint drawings captioned with its name (one entry each)."""
     from synesthesia.train.evaluate import image_vectors
 
     icfg = pictures.cfg.image
