@@ -12,16 +12,15 @@ from synesthesia.models import create_model
 from synesthesia.models.imagebind import IMAGEBIND_HUGE, ImageBindConfig, ImageBindModel
 from synesthesia.models.imagebind.layers import set_fused_attention
 
+from tests.shared_data import require
+
 torch.set_num_threads(2)
 
 
 def golden_dir() -> Path:
     root = Path(os.environ.get("SYNESTHESIA_SHARED", Path(__file__).parents[2].parent / "shared"))
     path = root / "golden"
-    if not (path / "imagebind_a" / "weights.pth").is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"golden files missing at {path}")
-        pytest.skip(f"golden files missing at {path}")
+    require(path / "imagebind_a" / "weights.pth", "golden files")
     return path
 
 

@@ -21,15 +21,14 @@ from synesthesia.media import decode_audio_channels
 from synesthesia.models.imagebind import preprocess as P
 from synesthesia.models.imagebind.tokenizer import ClipTokenizer
 
+from tests.shared_data import require
+
 torch.set_num_threads(2)
 
 
 def shared_root() -> Path:
     root = Path(os.environ.get("SYNESTHESIA_SHARED", Path(__file__).parents[2].parent / "shared"))
-    if not (root / "golden" / "imagebind_a" / "manifest.json").is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"golden files missing under {root}")
-        pytest.skip(f"golden files missing under {root}")
+    require(root / "golden" / "imagebind_a" / "manifest.json", "golden files")
     return root
 
 

@@ -3,7 +3,6 @@ and which gallery pictures the image tower may train on (never a held-out one)."
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +16,11 @@ from synesthesia.train.loop import contrastive_loss
 from synesthesia.train.sets import Pictures, TrainSet
 from synesthesia.train.texts import ClassBank
 
+from tests.shared_data import require
+
 
 def _needs_data() -> None:
-    if not (data_root() / "tuxpaint_stamps" / "manifest.jsonl").is_file():
-        msg = f"training data not found at {data_root()} (set SYNESTHESIA_DATA)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require(data_root() / "tuxpaint_stamps" / "manifest.jsonl", "training data (SYNESTHESIA_DATA)")
 
 
 def _set(k: int = 3, d: int = 8, p: int = 2) -> TrainSet:

@@ -4,24 +4,22 @@ checkpoints are written, a resumed run continues where it stopped, export + eval
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 from synesthesia.train.data import data_root
 
+from tests.shared_data import require
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "train" / "smoke.json"
+DATA = "training data (set SYNESTHESIA_DATA)"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _needs_data() -> None:
-    if not (data_root() / "cifar10" / "cifar10_jpg_train_test.tar.gz").is_file():
-        msg = f"training data not found at {data_root()} (set SYNESTHESIA_DATA)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require(data_root() / "cifar10" / "cifar10_jpg_train_test.tar.gz", DATA)
     torch.set_num_threads(1)
 
 

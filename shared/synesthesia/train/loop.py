@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from synesthesia.models.minilm.bert import BertConfig
 from synesthesia.models.minilm.model import SynesthesiaMiniLM
 from synesthesia.models.minilm.preprocess import window_frames
-from synesthesia.models.minilm.weights import minilm_dir
+from synesthesia.models.minilm.weights import load_backbone
 from synesthesia.train.augment import augment_fbank, augment_images, normalise_images
 from synesthesia.train.config import Stage, TrainConfig
 from synesthesia.train.sets import TrainSet, audio_set, image_set
@@ -22,17 +21,7 @@ from synesthesia.train.sets import TrainSet, audio_set, image_set
 
 def build_model(cfg: TrainConfig, modalities: tuple[str, ...]) -> SynesthesiaMiniLM:
     """The network with the real, frozen all-MiniLM-L6-v2 backbone and fresh towers."""
-    from safetensors import safe_open
-
-    bert_dir = minilm_dir()
-    model = SynesthesiaMiniLM(cfg.model, BertConfig.from_json(bert_dir / "config.json"), modalities)
-    with safe_open(str(bert_dir / "model.safetensors"), framework="pt") as f:
-        state = {
-            k: f.get_tensor(k)
-            for k in f.keys()  # noqa: SIM118 - safe_open is not a dict
-            if not k.startswith("pooler.") and k != "embeddings.position_ids"
-        }
-    model.backbone.load_state_dict(state, strict=True)
+    model = load_backbone(cfg.model, modalities)
     model.backbone.requires_grad_(False).eval()
     return model
 

