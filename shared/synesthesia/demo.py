@@ -1,6 +1,6 @@
 """``synesthesia demo``: the local stack (three encoders + search as processes on loopback, the
 index on disk under --data-dir), a gallery indexed into it (Tux Paint's stamps from Debian, or
---gallery DIR), three cross-modal queries printed as ranked tables, then the search page —
+--gallery DIR), four cross-modal queries printed as ranked tables, then the search page —
 running until Ctrl-C (or stopping after the queries with --once)."""
 
 from __future__ import annotations

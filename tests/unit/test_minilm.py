@@ -60,3 +60,65 @@ def test_modality_not_loaded_is_rejected() -> None:
     assert audio_only.model.image is None
     with pytest.raises(InvalidInput, match="not served"):
         audio_only.embed("image", [mf.png()])
+
+
+def test_text_anchors_pull_a_vector_towards_its_nearest_words() -> None:
+    import torch
+    from synesthesia.models.minilm.model import TextAnchors
+
+    head = TextAnchors(dim=4, count=2, tau=0.01, blend=0.25)
+    head.vectors.copy_(torch.eye(4)[:2])  # two "words": e0 and e1
+    z = torch.nn.functional.normalize(torch.tensor([[0.8, 0.1, 0.59, 0.0]]), dim=-1)
+    want = torch.nn.functional.normalize(0.25 * z + 0.75 * torch.eye(4)[:1], dim=-1)
+    torch.testing.assert_close(head(z), want, atol=1e-4, rtol=0)
+    head.blend = 1.0
+    torch.testing.assert_close(head(z), z)  # blend 1: the vector itself
+    for bad in ((0, 0.1, 0.5), (2, 0.0, 0.5), (2, 0.1, 1.5)):
+        with pytest.raises(ValueError, match="text anchors need"):
+            TextAnchors(4, *bad)
+
+
+def test_shipped_audio_anchors_are_minilm_vectors_of_their_texts(model) -> None:  # type: ignore[no-untyped-def]
+    anchors = model.model.audio.anchors
+    assert anchors is not None, "the shipped audio tower has a text-anchor head"
+    assert len(anchors.texts) == anchors.vectors.shape[0] == model.cfg.audio.anchors
+    picks = [0, len(anchors.texts) // 2, len(anchors.texts) - 1]
+    ours = model.embed("text", [anchors.texts[i] for i in picks])
+    np.testing.assert_allclose(anchors.vectors[picks].numpy(), ours, atol=1e-5)
+
+
+def test_busiest_excerpt_is_centred_on_the_loudest_frame() -> None:
+    import torch
+    from synesthesia.models.minilm.preprocess import busiest_excerpts
+
+    fbank = torch.zeros(2, 500, 4)
+    fbank[0, :400] = torch.arange(400.0)[:, None] / 400  # window 0: 400 valid frames
+    fbank[0, 300] = 5.0  # its loudest frame
+    fbank[1, :60] = 1.0  # window 1: 60 valid frames, shorter than the excerpt
+    out, kept = busiest_excerpts(fbank, torch.tensor([400, 60]), size=150)
+    assert kept.tolist() == [150, 60]
+    torch.testing.assert_close(out[0, :150], fbank[0, 225:375])  # 300 - 75 .. 300 + 75
+    assert float(out[0, 150:].abs().sum()) == 0.0  # the rest is padding, as in training
+    torch.testing.assert_close(out[1, :60], fbank[1, :60])
+    near_end, _ = busiest_excerpts(fbank[:1], torch.tensor([310]), size=150)
+    torch.testing.assert_close(near_end[0, :150], fbank[0, 160:310])  # stays inside the clip
+
+
+def test_shipped_audio_averages_the_window_and_its_busiest_excerpt(model) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    from synesthesia.models.minilm.preprocess import busiest_excerpts
+
+    cfg, net = model.cfg.audio, model.model
+    assert cfg.busy_view_seconds > 0, "the shipped audio config embeds the busiest excerpt too"
+    prepared = model.prepare("audio", mf.wav(7.0, freq_hz=440))
+    fbank, frames = prepared.inputs["fbank"], prepared.inputs["frames"]
+    with torch.inference_mode():
+        whole = net.audio.embed(*net.audio.stem(fbank, frames), net.backbone)
+        size = round(cfg.busy_view_seconds * 1000 / cfg.frame_shift_ms)
+        busy = net.audio.embed(
+            *net.audio.stem(*busiest_excerpts(fbank, frames, size)), net.backbone
+        )
+        want = torch.nn.functional.normalize(
+            cfg.busy_view_weight * whole + (1 - cfg.busy_view_weight) * busy, dim=-1
+        )
+        torch.testing.assert_close(net.encode_audio(fbank, frames), want, atol=1e-5, rtol=0)

@@ -56,8 +56,34 @@ def test_cli_trains_exports_and_evaluates(
     assert losses and all(x == x for x in losses)  # logged, finite
     model, meta = load_model(out)
     assert model.image is not None and model.audio is not None and meta["revision"]
+    # the config's anchor_tau asks for the training vocabulary as the audio head's text anchors
+    anchors = model.audio.anchors
+    assert anchors is not None and model.image.anchors is None
+    assert len(anchors.texts) == anchors.vectors.shape[0] == model.cfg.audio.anchors > 100
+    assert "a photo of a dog." in anchors.texts and "the sound of a rooster." in anchors.texts
     assert eval_main([str(out), "--limit", "40", "--json", str(tmp_path / "m.json")]) == 0
     table = capsys.readouterr().out
     assert "CIFAR-10 test zero-shot top-1" in table and "bark->photo" in table
     metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
     assert metrics["text parity max |diff| vs sentence-transformers"] <= 1e-5
+
+
+def test_training_through_the_text_anchors_checkpoints_only_trained_weights(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    from synesthesia.train.config import TrainConfig
+    from synesthesia.train.loop import ckpt_path, train_tower
+
+    cfg = TrainConfig.load(CONFIG)  # its audio tower has anchor_tau > 0
+    stage = dataclasses.replace(
+        cfg.audio, steps=2, ckpt_every=1, through_anchors=True, picture_weight=0, picture_ce=0
+    )
+    cfg = dataclasses.replace(cfg, audio=stage)
+    model, losses = train_tower(cfg, "audio", tmp_path, progress=False, stop_at=1)
+    assert model.audio is not None and model.audio.anchors is not None and len(losses) == 1
+    saved = torch.load(ckpt_path(tmp_path, "audio"), weights_only=True)["tower"]
+    assert saved and not [k for k in saved if k.startswith("anchors.")]  # rebuilt, not saved
+    _, rest = train_tower(cfg, "audio", tmp_path, progress=False)  # resumes with the head
+    assert len(rest) == 1 and all(x == x for x in rest)

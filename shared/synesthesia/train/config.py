@@ -38,6 +38,8 @@ class Stage:
     own_ce: float = 0.0  # audio: cross-entropy of a Tux Paint sound among the Tux pictures
     picture_scale: float = 100.0  # its inverse temperature (the class means are close)
     picture_from: str = "run"  # the image tower: "run" (this run's checkpoint) or a towers file
+    # train through the text-anchor head (the model config's anchor_tau), as it is served
+    through_anchors: bool = False
     ckpt_every: int = 250
     limit: int | None = None  # subsample the training set (smoke tests)
 

@@ -107,7 +107,10 @@ def _batch_audio(
         fb, frames, targets, gen, acfg.fbank_std, stage.mix_prob, stage.warp
     )
     tokens, valid = model.audio.stem(fb, frames)
-    return model.audio.pool(tokens, valid, model.backbone), targets
+    out = model.audio.pool(tokens, valid, model.backbone)
+    if model.audio.anchors is not None:  # ``through_anchors``: train what is served
+        out = model.audio.anchors(F.normalize(out, dim=-1))
+    return out, targets
 
 
 def _onehot(index: torch.Tensor, n: int) -> torch.Tensor:
@@ -170,6 +173,10 @@ def train_tower(
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, (modality,))
     tower = getattr(model, modality)
+    if stage.through_anchors:
+        from synesthesia.train.anchors import anchor_vocabulary, attach_anchors
+
+        attach_anchors(model, modality, anchor_vocabulary(gallery=cfg.image.gallery))
     if modality == "image":
         ts = image_set(
             model, cfg.model.image, stage.tux_share, stage.limit, cfg.seed, stage.gallery
@@ -192,7 +199,9 @@ def train_tower(
     path = ckpt_path(run_dir, modality)
     if resume and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
-        tower.load_state_dict(state["tower"])
+        missing, unexpected = tower.load_state_dict(state["tower"], strict=False)
+        if unexpected or any(not k.startswith("anchors.") for k in missing):  # see save_ckpt
+            raise RuntimeError(f"{path} does not match the tower: {missing} {unexpected}")
         opt.load_state_dict(state["opt"])
         step = int(state["step"])
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -236,14 +245,23 @@ def train_tower(
 
 def save_ckpt(path: Path, tower: torch.nn.Module, opt: torch.optim.Optimizer, step: int) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save({"tower": tower.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
+    # the text anchors are not trained and are rebuilt from the vocabulary: not checkpointed
+    weights = {k: v for k, v in tower.state_dict().items() if not k.startswith("anchors.")}
+    torch.save({"tower": weights, "opt": opt.state_dict(), "step": step}, tmp)
     tmp.replace(path)
 
 
 def load_trained(cfg: TrainConfig, run_dir: Path, modalities: tuple[str, ...]) -> SynesthesiaMiniLM:
-    """A model whose towers come from the run's checkpoints."""
+    """A model whose towers come from the run's checkpoints, with the text-anchor heads that
+    the config asks for (``anchor_tau`` > 0) attached."""
+    from synesthesia.train.anchors import anchor_vocabulary, attach_anchors
+
     model = build_model(cfg, modalities)
     for m in modalities:
         state = torch.load(ckpt_path(run_dir, m), map_location="cpu", weights_only=True)
         getattr(model, m).load_state_dict(state["tower"])
-    return model.eval().requires_grad_(False)
+    model.eval().requires_grad_(False)
+    for m in modalities:
+        if getattr(cfg.model, m).anchor_tau > 0:
+            attach_anchors(model, m, anchor_vocabulary(gallery=cfg.image.gallery))
+    return model

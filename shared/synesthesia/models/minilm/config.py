@@ -17,6 +17,14 @@ from typing import Any
 #   own      - a per-modality trainable Transformer (``own_layers`` deep) instead of the shared one
 TOWER_MODES = ("backbone", "hybrid", "stem", "own")
 
+# Text anchors (``anchors`` > 0): the tower's unit vector z is re-expressed through a fixed bank
+# of text vectors A (all-MiniLM-L6-v2 embeddings of a vocabulary, stored with the tower):
+#   p = normalise(softmax(z . A^T / anchor_tau) . A),   out = normalise(blend * z + (1 - blend) * p)
+# so that what the tower recognises lands where the words for it are, without the
+# modality-specific part of z that a small training set leaves behind (model card, "Text
+# anchors"). ``anchor_tau`` > 0 with ``anchors`` = 0 in a training config asks the export to
+# attach the training vocabulary; 0 = no anchors.
+
 
 @dataclass(frozen=True)
 class ImageCfg:
@@ -28,6 +36,9 @@ class ImageCfg:
     blocks_per_stage: int = 1
     mode: str = "backbone"  # how tokens become a vector: see TOWER_MODES
     own_layers: int = 2  # mode "own": depth of the tower's own Transformer
+    anchors: int = 0  # text anchors in the head (see above); 0 = none
+    anchor_tau: float = 0.0
+    anchor_blend: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,14 @@ class AudioCfg:
     channels: tuple[int, ...] = (32, 64, 128)  # conv stem widths; each stage halves mel & time
     mode: str = "backbone"
     own_layers: int = 2
+    anchors: int = 0
+    anchor_tau: float = 0.0
+    anchor_blend: float = 0.5
+    # > 0: each window is also embedded from its busiest excerpt of this many seconds (centred
+    # on its loudest frame, as the training's short excerpts are) and the two unit vectors are
+    # averaged, ``busy_view_weight`` on the whole window; 0 = the whole window only
+    busy_view_seconds: float = 0.0
+    busy_view_weight: float = 0.5
 
 
 @dataclass(frozen=True)

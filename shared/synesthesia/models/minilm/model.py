@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from synesthesia.models.minilm.bert import BertBackbone, BertConfig, masked_mean
-from synesthesia.models.minilm.config import TOWER_MODES, MiniLMConfig
+from synesthesia.models.minilm.config import TOWER_MODES, AudioCfg, ImageCfg, MiniLMConfig
+from synesthesia.models.minilm.preprocess import busiest_excerpts
 from synesthesia.models.minilm.stems import AudioStem, ImageStem
 
 
@@ -28,6 +29,28 @@ class ModalityHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
+
+
+class TextAnchors(nn.Module):
+    """Re-expresses a unit vector through a fixed bank of text vectors (``config`` explains):
+    a softmax over the bank at temperature ``tau`` picks the words the vector is nearest,
+    their mean direction is blended back with the vector by ``blend``."""
+
+    vectors: torch.Tensor
+
+    def __init__(self, dim: int, count: int, tau: float, blend: float) -> None:
+        super().__init__()
+        if count < 1 or tau <= 0 or not 0.0 <= blend <= 1.0:
+            raise ValueError(f"text anchors need count >= 1, tau > 0, 0 <= blend <= 1 "
+                             f"(got {count}, {tau}, {blend})")  # fmt: skip
+        self.tau, self.blend = tau, blend
+        self.register_buffer("vectors", torch.zeros(count, dim))
+        self.texts: list[str] = []  # the words behind ``vectors`` (weights file metadata)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(z @ self.vectors.T / self.tau, dim=-1)
+        words = F.normalize(weights @ self.vectors, dim=-1)
+        return F.normalize(self.blend * z + (1.0 - self.blend) * words, dim=-1)
 
 
 class OwnTransformer(nn.Module):
@@ -52,8 +75,9 @@ class OwnTransformer(nn.Module):
 class Tower(nn.Module):
     """Stem (tokeniser) + how its tokens are pooled + head."""
 
-    def __init__(self, stem: nn.Module, mode: str, dim: int, own_layers: int) -> None:
+    def __init__(self, stem: nn.Module, cfg: ImageCfg | AudioCfg, dim: int) -> None:
         super().__init__()
+        mode = cfg.mode
         if mode not in TOWER_MODES:
             raise ValueError(f"unknown tower mode {mode!r}; one of {TOWER_MODES}")
         self.mode = mode
@@ -62,7 +86,17 @@ class Tower(nn.Module):
         if mode == "hybrid":
             self.bypass = ModalityHead(dim)
         if mode == "own":
-            self.own = OwnTransformer(dim, own_layers)
+            self.own = OwnTransformer(dim, cfg.own_layers)
+        self.anchors = (
+            TextAnchors(dim, cfg.anchors, cfg.anchor_tau, cfg.anchor_blend) if cfg.anchors else None
+        )
+
+    def embed(
+        self, tokens: torch.Tensor, valid: torch.Tensor, backbone: BertBackbone
+    ) -> torch.Tensor:
+        """Unit vectors as served: pooled, normalised, through the text anchors if any."""
+        z = F.normalize(self.pool(tokens, valid, backbone), dim=-1)
+        return z if self.anchors is None else self.anchors(z)
 
     def pool(
         self, tokens: torch.Tensor, valid: torch.Tensor, backbone: BertBackbone
@@ -86,12 +120,12 @@ class SynesthesiaMiniLM(nn.Module):
         self.cfg = cfg
         self.backbone = BertBackbone(bert)
         self.image = (
-            Tower(ImageStem(cfg.image, cfg.dim), cfg.image.mode, cfg.dim, cfg.image.own_layers)
+            Tower(ImageStem(cfg.image, cfg.dim), cfg.image, cfg.dim)
             if "image" in modalities
             else None
         )
         self.audio = (
-            Tower(AudioStem(cfg.audio, cfg.dim), cfg.audio.mode, cfg.dim, cfg.audio.own_layers)
+            Tower(AudioStem(cfg.audio, cfg.dim), cfg.audio, cfg.dim)
             if "audio" in modalities
             else None
         )
@@ -103,10 +137,18 @@ class SynesthesiaMiniLM(nn.Module):
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         assert self.image is not None, "image weights not loaded"
         tokens, valid = self.image.stem(pixels)
-        return F.normalize(self.image.pool(tokens, valid, self.backbone), dim=-1)
+        return self.image.embed(tokens, valid, self.backbone)
 
     def encode_audio(self, fbank: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """One vector per window [W, dim] (callers average windows of one clip)."""
         assert self.audio is not None, "audio weights not loaded"
-        tokens, valid = self.audio.stem(fbank, frames)
-        return F.normalize(self.audio.pool(tokens, valid, self.backbone), dim=-1)
+        cfg = self.cfg.audio
+        if cfg.busy_view_seconds <= 0:
+            tokens, valid = self.audio.stem(fbank, frames)
+            return self.audio.embed(tokens, valid, self.backbone)
+        size = max(1, round(cfg.busy_view_seconds * 1000 / cfg.frame_shift_ms))
+        busy, kept = busiest_excerpts(fbank, frames, size)
+        tokens, valid = self.audio.stem(torch.cat([fbank, busy]), torch.cat([frames, kept]))
+        whole, excerpt = self.audio.embed(tokens, valid, self.backbone).split(len(fbank))
+        w = cfg.busy_view_weight
+        return F.normalize(w * whole + (1.0 - w) * excerpt, dim=-1)

@@ -94,3 +94,21 @@ def audio_to_windows(wave: np.ndarray, cfg: AudioCfg) -> tuple[torch.Tensor, tor
 
 def windows_for_seconds(seconds: float, cfg: AudioCfg) -> int:
     return max(1, math.ceil(seconds / cfg.window_seconds))
+
+
+def busiest_excerpts(
+    fbank: torch.Tensor, frames: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each window of ``fbank`` [W, T, M] (``frames`` valid frames each): its ``size``-frame
+    excerpt centred on its loudest frame (mean log-mel), placed at the start of a zero window
+    like a training excerpt; a window shorter than ``size`` is kept whole."""
+    out = torch.zeros_like(fbank)
+    kept = torch.zeros_like(frames)
+    for w in range(fbank.shape[0]):
+        n = int(frames[w])
+        k = min(n, size)
+        peak = int(fbank[w, :n].mean(dim=1).argmax())
+        start = min(max(0, peak - k // 2), n - k)
+        out[w, :k] = fbank[w, start : start + k]
+        kept[w] = k
+    return out, kept

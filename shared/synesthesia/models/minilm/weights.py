@@ -93,6 +93,8 @@ def load_model(
                     f"{path}: {tower} weights do not match the architecture in its config "
                     f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
                 )
+            if module.anchors is not None and f"{tower}.anchor_texts" in meta:
+                module.anchors.texts = json.loads(meta[f"{tower}.anchor_texts"])
     model.eval().requires_grad_(False)
     return model, meta
 
@@ -111,14 +113,19 @@ def save_towers(
     model: SynesthesiaMiniLM, path: str | Path, extra: dict[str, str] | None = None
 ) -> str:
     """Write the image/audio towers with the config and a content revision; returns the
-    revision (first 12 hex digits of a SHA-256 over the tensors)."""
+    revision (first 12 hex digits of a SHA-256 over the config and the tensors: both decide
+    the vectors)."""
     state = tower_state(model)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(model.cfg.to_json().encode())
     for key in sorted(state):
         digest.update(key.encode())
         digest.update(state[key].numpy().tobytes())
     revision = digest.hexdigest()[:12]
     meta = {"format": FORMAT, "config": model.cfg.to_json(), "revision": revision}
+    for tower in TOWERS:
+        module = getattr(model, tower)
+        if module is not None and module.anchors is not None and module.anchors.texts:
+            meta[f"{tower}.anchor_texts"] = json.dumps(module.anchors.texts)
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra or {}).items()})
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata=meta)
