@@ -21,8 +21,8 @@ TOWER_MODES = ("backbone", "hybrid", "stem", "own")
 # of text vectors A (all-MiniLM-L6-v2 embeddings of a vocabulary, stored with the tower):
 #   p = normalise(softmax(z . A^T / anchor_tau) . A),   out = normalise(blend * z + (1 - blend) * p)
 # so that what the tower recognises lands where the words for it are, without the
-# modality-specific part of z that a small training set leaves behind (model card, "Text
-# anchors"). ``anchor_tau`` > 0 with ``anchors`` = 0 in a training config asks the export to
+# modality-specific part of z that a small training set leaves behind (model card, "Third
+# round"). ``anchor_tau`` > 0 with ``anchors`` = 0 in a training config asks the export to
 # attach the training vocabulary; 0 = no anchors.
 
 
