@@ -11,6 +11,7 @@ import torch
 
 from synesthesia.models.minilm.model import SynesthesiaMiniLM, TextAnchors
 from synesthesia.train import data
+from synesthesia.train.config import TrainConfig
 from synesthesia.train.sets import CIFAR_NAMES, esc50_names
 from synesthesia.train.texts import AUDIO_TEMPLATES, ESC10_TO_ESC50, IMAGE_TEMPLATES, embed_texts
 
@@ -46,3 +47,9 @@ def attach_anchors(model: SynesthesiaMiniLM, modality: str, texts: list[str]) ->
     model.cfg = dataclasses.replace(
         model.cfg, **{modality: dataclasses.replace(cfg, anchors=len(texts))}
     )
+
+
+def attach_training_anchors(model: SynesthesiaMiniLM, cfg: TrainConfig, modality: str) -> None:
+    """``attach_anchors`` over the run's training vocabulary (with the gallery's captions when
+    its image tower trained on the gallery)."""
+    attach_anchors(model, modality, anchor_vocabulary(gallery=cfg.image.gallery))

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from synesthesia.models.minilm.model import SynesthesiaMiniLM
 from synesthesia.models.minilm.preprocess import window_frames
 from synesthesia.models.minilm.weights import load_backbone
+from synesthesia.train.anchors import attach_training_anchors
 from synesthesia.train.augment import augment_fbank, augment_images, normalise_images
 from synesthesia.train.config import Stage, TrainConfig
 from synesthesia.train.sets import TrainSet, audio_set, image_set
@@ -174,9 +175,7 @@ def train_tower(
     model = build_model(cfg, (modality,))
     tower = getattr(model, modality)
     if stage.through_anchors:
-        from synesthesia.train.anchors import anchor_vocabulary, attach_anchors
-
-        attach_anchors(model, modality, anchor_vocabulary(gallery=cfg.image.gallery))
+        attach_training_anchors(model, cfg, modality)
     if modality == "image":
         ts = image_set(
             model, cfg.model.image, stage.tux_share, stage.limit, cfg.seed, stage.gallery
@@ -254,8 +253,6 @@ def save_ckpt(path: Path, tower: torch.nn.Module, opt: torch.optim.Optimizer, st
 def load_trained(cfg: TrainConfig, run_dir: Path, modalities: tuple[str, ...]) -> SynesthesiaMiniLM:
     """A model whose towers come from the run's checkpoints, with the text-anchor heads that
     the config asks for (``anchor_tau`` > 0) attached."""
-    from synesthesia.train.anchors import anchor_vocabulary, attach_anchors
-
     model = build_model(cfg, modalities)
     for m in modalities:
         state = torch.load(ckpt_path(run_dir, m), map_location="cpu", weights_only=True)
@@ -263,5 +260,5 @@ def load_trained(cfg: TrainConfig, run_dir: Path, modalities: tuple[str, ...]) -
     model.eval().requires_grad_(False)
     for m in modalities:
         if getattr(cfg.model, m).anchor_tau > 0:
-            attach_anchors(model, m, anchor_vocabulary(gallery=cfg.image.gallery))
+            attach_training_anchors(model, cfg, m)
     return model
