@@ -87,3 +87,67 @@ def test_training_through_the_text_anchors_checkpoints_only_trained_weights(
     assert saved and not [k for k in saved if k.startswith("anchors.")]  # rebuilt, not saved
     _, rest = train_tower(cfg, "audio", tmp_path, progress=False)  # resumes with the head
     assert len(rest) == 1 and all(x == x for x in rest)
+
+
+def test_weight_average_resumes_exactly_and_is_what_the_run_exports(tmp_path: Path) -> None:
+    import dataclasses
+
+    from synesthesia.train.config import TrainConfig
+    from synesthesia.train.loop import ckpt_path, load_trained, train_tower
+
+    cfg = TrainConfig.load(CONFIG)
+    cfg = dataclasses.replace(
+        cfg, image=dataclasses.replace(cfg.image, steps=8, ckpt_every=4, ema=0.9)
+    )
+    train_tower(cfg, "image", tmp_path / "cut", progress=False, stop_at=4)  # "interrupted"
+    train_tower(cfg, "image", tmp_path / "cut", progress=False)  # resumes the average too
+    train_tower(cfg, "image", tmp_path / "straight", progress=False)
+    cut = torch.load(ckpt_path(tmp_path / "cut", "image"), weights_only=True)
+    straight = torch.load(ckpt_path(tmp_path / "straight", "image"), weights_only=True)
+    assert set(cut["ema"]) == set(cut["tower"])
+    assert all(torch.allclose(cut["ema"][k].float(), straight["ema"][k].float(), atol=1e-5)
+               for k in cut["ema"])  # fmt: skip
+    # the average is not the last weights, and it is what a trained run loads (and exports)
+    moved = [k for k, v in cut["tower"].items() if v.is_floating_point()
+             and not torch.allclose(v, cut["ema"][k], atol=1e-6)]  # fmt: skip
+    assert moved
+    loaded = load_trained(cfg, tmp_path / "cut", ("image",)).image.state_dict()  # type: ignore[union-attr]
+    assert all(torch.equal(loaded[k], cut["ema"][k]) for k in cut["ema"])
+    # a config that asks for an average cannot silently export a run that kept none
+    plain = dataclasses.replace(cfg, image=dataclasses.replace(cfg.image, ema=0.0))
+    train_tower(plain, "image", tmp_path / "plain", progress=False)
+    with pytest.raises(RuntimeError, match="weight average"):
+        load_trained(cfg, tmp_path / "plain", ("image",))
+
+
+def test_weight_average_follows_its_formula() -> None:
+    from synesthesia.train.loop import WeightAverage
+
+    layer = torch.nn.BatchNorm1d(2)
+    avg = WeightAverage(layer, 0.5)
+    start = avg.state["weight"].clone()  # ones
+    with torch.no_grad():
+        layer.weight.fill_(3.0)
+        layer.num_batches_tracked.fill_(7)
+    avg.update(layer, step=100)  # past the ramp: decay 0.5
+    assert torch.allclose(avg.state["weight"], 0.5 * start + 0.5 * 3.0)
+    assert int(avg.state["num_batches_tracked"]) == 7  # integer buffers are copied
+    avg.update(layer, step=0)  # the ramp: decay min(0.5, 1/10)
+    assert torch.allclose(avg.state["weight"], torch.full((2,), 0.1 * 2.0 + 0.9 * 3.0))
+    with pytest.raises(ValueError, match="ema"):
+        WeightAverage(layer, 1.0)
+
+
+def test_token_drop_hides_a_share_of_valid_tokens_and_keeps_one() -> None:
+    from synesthesia.train.loop import drop_tokens
+
+    gen = torch.Generator().manual_seed(0)
+    valid = torch.arange(400)[None, :] < torch.tensor([400, 100, 1, 0])[:, None]
+    kept = drop_tokens(valid, 0.3, gen)
+    assert not (kept & ~valid).any()  # padding stays padding
+    assert 0.6 < kept[0].float().mean() < 0.8 and 0.5 < kept[1, :100].float().mean() < 0.9
+    assert kept[2, 0] and not kept[3].any()  # a one-token clip keeps it; an empty row stays empty
+    assert kept.sum(1).ge(valid.any(1).long()).all()
+    almost_all = drop_tokens(valid, 0.999, torch.Generator().manual_seed(1))
+    assert almost_all[:3].sum(1).ge(1).all()  # every clip keeps at least one token
+    assert torch.equal(drop_tokens(valid, 0.0, gen), valid)
