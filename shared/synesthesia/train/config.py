@@ -40,9 +40,6 @@ class Stage:
     picture_from: str = "run"  # the image tower: "run" (this run's checkpoint) or a towers file
     # train through the text-anchor head (the model config's anchor_tau), as it is served
     through_anchors: bool = False
-    token_drop: float = 0.0  # audio: share of a clip's tokens hidden from pooling ("patchout")
-    ema: float = 0.0  # decay of a moving average of the tower's weights (0 = off); the average
-    # is what load_trained and the export use
     ckpt_every: int = 250
     limit: int | None = None  # subsample the training set (smoke tests)
 

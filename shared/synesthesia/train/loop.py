@@ -77,16 +77,6 @@ def pick_excerpt(
     return int(torch.randint(0, max(1, n - total + 1), (1,), generator=gen)), min(total, n)
 
 
-def drop_tokens(valid: torch.Tensor, share: float, gen: torch.Generator) -> torch.Tensor:
-    """Hides about ``share`` of each row's valid tokens from the backbone and the pooling
-    (PaSST's "patchout", over time tokens); every row keeps at least its first valid token."""
-    if share <= 0:
-        return valid
-    keep = valid & (torch.rand(valid.shape, generator=gen) >= share)
-    first = valid & (valid.cumsum(1) == 1)
-    return keep | (first & ~keep.any(1, keepdim=True))
-
-
 def _batch_audio(
     ts: TrainSet, idx: torch.Tensor, model: SynesthesiaMiniLM, gen: torch.Generator, stage: Stage
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +108,6 @@ def _batch_audio(
         fb, frames, targets, gen, acfg.fbank_std, stage.mix_prob, stage.warp
     )
     tokens, valid = model.audio.stem(fb, frames)
-    valid = drop_tokens(valid, stage.token_drop, gen)
     out = model.audio.pool(tokens, valid, model.backbone)
     if model.audio.anchors is not None:  # ``through_anchors``: train what is served
         out = model.audio.anchors(F.normalize(out, dim=-1))
@@ -207,7 +196,6 @@ def train_tower(
     )
     step = 0
     path = ckpt_path(run_dir, modality)
-    ema = WeightAverage(tower, stage.ema)
     if resume and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
         missing, unexpected = tower.load_state_dict(state["tower"], strict=False)
@@ -215,10 +203,6 @@ def train_tower(
             raise RuntimeError(f"{path} does not match the tower: {missing} {unexpected}")
         opt.load_state_dict(state["opt"])
         step = int(state["step"])
-        if stage.ema > 0:
-            if "ema" not in state:
-                raise RuntimeError(f"{path} has no weight average, but the config asks for one")
-            ema.load(state["ema"])
     run_dir.mkdir(parents=True, exist_ok=True)
     log = (run_dir / f"{modality}.log.jsonl").open("a")
     losses: list[float] = []
@@ -241,7 +225,6 @@ def train_tower(
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         step += 1
-        ema.update(tower, step)
         losses.append(float(loss.detach()))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
@@ -252,55 +235,18 @@ def train_tower(
             log.write(json.dumps(rec) + "\n")
             log.flush()
         if step % stage.ckpt_every == 0 or step == end:
-            save_ckpt(path, tower, opt, step, ema)
+            save_ckpt(path, tower, opt, step)
     bar.close()
     log.close()
     tower.eval()
     return model, losses
 
 
-def trained_weights(tower: torch.nn.Module) -> dict[str, torch.Tensor]:
-    # the text anchors are not trained and are rebuilt from the vocabulary: not checkpointed
-    return {k: v for k, v in tower.state_dict().items() if not k.startswith("anchors.")}
-
-
-class WeightAverage:
-    """An exponential moving average of a tower's weights and buffers (``decay`` 0: off). The
-    decay ramps up as (1 + step) / (10 + step) so that the first steps do not anchor it to the
-    initial weights; integer buffers (BatchNorm's step count) are copied."""
-
-    def __init__(self, tower: torch.nn.Module, decay: float) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"ema must be in [0, 1), got {decay}")
-        self.decay = decay
-        self.state = (
-            {k: v.detach().clone() for k, v in trained_weights(tower).items()} if decay else {}
-        )
-
-    @torch.no_grad()
-    def update(self, tower: torch.nn.Module, step: int) -> None:
-        if not self.decay:
-            return
-        d = min(self.decay, (1 + step) / (10 + step))
-        for k, v in trained_weights(tower).items():
-            if v.is_floating_point():
-                self.state[k].mul_(d).add_(v.detach(), alpha=1.0 - d)
-            else:
-                self.state[k].copy_(v)
-
-    def load(self, state: dict[str, torch.Tensor]) -> None:
-        if set(state) != set(self.state):
-            raise RuntimeError("the checkpoint's weight average does not match the tower")
-        self.state = {k: v.clone() for k, v in state.items()}
-
-
-def save_ckpt(path: Path, tower: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
-              ema: WeightAverage | None = None) -> None:  # fmt: skip
+def save_ckpt(path: Path, tower: torch.nn.Module, opt: torch.optim.Optimizer, step: int) -> None:
     tmp = path.with_suffix(".tmp")
-    state = {"tower": trained_weights(tower), "opt": opt.state_dict(), "step": step}
-    if ema is not None and ema.decay:
-        state["ema"] = ema.state
-    torch.save(state, tmp)
+    # the text anchors are not trained and are rebuilt from the vocabulary: not checkpointed
+    weights = {k: v for k, v in tower.state_dict().items() if not k.startswith("anchors.")}
+    torch.save({"tower": weights, "opt": opt.state_dict(), "step": step}, tmp)
     tmp.replace(path)
 
 
@@ -310,11 +256,7 @@ def load_trained(cfg: TrainConfig, run_dir: Path, modalities: tuple[str, ...]) -
     model = build_model(cfg, modalities)
     for m in modalities:
         state = torch.load(ckpt_path(run_dir, m), map_location="cpu", weights_only=True)
-        # the weight average where the config keeps one (``ema``), else the last weights
-        use = "ema" if cfg.stage(m).ema > 0 else "tower"
-        if use not in state:
-            raise RuntimeError(f"{ckpt_path(run_dir, m)} has no weight average ('ema' is set)")
-        getattr(model, m).load_state_dict(state[use])
+        getattr(model, m).load_state_dict(state["tower"])
     model.eval().requires_grad_(False)
     for m in modalities:
         if getattr(cfg.model, m).anchor_tau > 0:
