@@ -87,3 +87,14 @@ def test_training_through_the_text_anchors_checkpoints_only_trained_weights(
     assert saved and not [k for k in saved if k.startswith("anchors.")]  # rebuilt, not saved
     _, rest = train_tower(cfg, "audio", tmp_path, progress=False)  # resumes with the head
     assert len(rest) == 1 and all(x == x for x in rest)
+
+
+def test_cli_seed_overrides_the_config_and_names_the_run(tmp_path: Path) -> None:
+    from synesthesia.train.cli import train_main
+
+    run = tmp_path / "run"
+    assert train_main([str(CONFIG), "--modality", "image", "--seed", "3", "--run-dir", str(run),
+                       "--no-progress"]) == 0  # fmt: skip
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["seed"] == 3 and saved["name"] == "smoke-seed3"
+    assert (run / "image.ckpt.pt").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -24,7 +25,10 @@ def train_main(argv: list[str]) -> int:
     p.add_argument("config", help="a JSON training config (configs/train/*.json)")
     p.add_argument("--modality", choices=["image", "audio", "all"], default="all",
                    help="train one tower (run two processes for both) or both in turn")  # fmt: skip
-    p.add_argument("--run-dir", type=Path, help="checkpoints and logs (default runs/<name>)")
+    p.add_argument("--run-dir", type=Path,
+                   help="checkpoints and logs (default runs/<name>; runs/<name>-seed<N> with "
+                        "--seed)")  # fmt: skip
+    p.add_argument("--seed", type=int, help="override the config's seed (another draw of a recipe)")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
     p.add_argument("--export", type=Path, help="write both towers to this safetensors file")
     p.add_argument("--export-only", action="store_true", help="only export the run's checkpoints")
@@ -38,6 +42,8 @@ def train_main(argv: list[str]) -> int:
     from synesthesia.train.loop import load_trained, train_tower
 
     cfg = TrainConfig.load(args.config)
+    if args.seed is not None:
+        cfg = dataclasses.replace(cfg, name=f"{cfg.name}-seed{args.seed}", seed=args.seed)
     run_dir = args.run_dir or _repo_root() / "runs" / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg.to_json())
