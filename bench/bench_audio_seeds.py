@@ -19,13 +19,12 @@ thread) for one tower and for the ensemble.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_audio_head import window_ms  # this folder (the script's own)
 from synesthesia.models.minilm.model import SynesthesiaMiniLM, Tower
-from synesthesia.models.minilm.preprocess import busiest_excerpts
 from synesthesia.models.minilm.weights import load_model
 from synesthesia.train.config import TrainConfig
 from synesthesia.train.evaluate import evaluate, gallery_ranks
@@ -40,30 +39,14 @@ COLUMNS = {
 
 def ensemble_encoder(model: SynesthesiaMiniLM, members: list[Tower]):  # type: ignore[no-untyped-def]
     """``encode_audio`` of the average of ``members``, read out like the shipped tower."""
-    cfg, head = model.cfg.audio, model.audio.anchors  # type: ignore[union-attr]
-    size = max(1, round(cfg.busy_view_seconds * 1000 / cfg.frame_shift_ms))
+    head = model.audio.anchors  # type: ignore[union-attr]
 
-    def encode(fbank: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        busy, kept = busiest_excerpts(fbank, frames, size)
-        fb, fr = torch.cat([fbank, busy]), torch.cat([frames, kept])
-        z = sum(F.normalize(t.pool(*t.stem(fb, fr), model.backbone), dim=-1) for t in members)
-        z = F.normalize(z, dim=-1)  # type: ignore[arg-type]
-        whole, excerpt = (z if head is None else head(z)).split(len(fbank))
-        w = cfg.busy_view_weight
-        return F.normalize(w * whole + (1.0 - w) * excerpt, dim=-1)
+    def embed(fbank: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        vecs = [t.pool(*t.stem(fbank, frames), model.backbone) for t in members]
+        z = F.normalize(torch.stack([F.normalize(v, dim=-1) for v in vecs]).sum(0), dim=-1)
+        return z if head is None else head(z)
 
-    return encode
-
-
-def window_ms(model: SynesthesiaMiniLM, repeats: int = 20) -> float:
-    fb = torch.randn(1, 500, model.cfg.audio.num_mel_bins)
-    frames = torch.tensor([500])
-    with torch.inference_mode():
-        model.encode_audio(fb, frames)
-        t = time.perf_counter()
-        for _ in range(repeats):
-            model.encode_audio(fb, frames)
-    return 1000 * (time.perf_counter() - t) / repeats
+    return lambda fbank, frames: model.read_out_audio(fbank, frames, embed)
 
 
 def main(argv: list[str]) -> int:

@@ -8,6 +8,8 @@ Image and audio towers choose how their tokens use the backbone (``config.TOWER_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -141,14 +143,29 @@ class SynesthesiaMiniLM(nn.Module):
 
     def encode_audio(self, fbank: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """One vector per window [W, dim] (callers average windows of one clip)."""
-        assert self.audio is not None, "audio weights not loaded"
+        tower = self.audio
+        assert tower is not None, "audio weights not loaded"
+
+        def embed(fb: torch.Tensor, fr: torch.Tensor) -> torch.Tensor:
+            tokens, valid = tower.stem(fb, fr)
+            return tower.embed(tokens, valid, self.backbone)
+
+        return self.read_out_audio(fbank, frames, embed)
+
+    def read_out_audio(
+        self,
+        fbank: torch.Tensor,
+        frames: torch.Tensor,
+        embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """The audio read-out around ``embed`` (log-mel windows -> unit vectors): each window,
+        averaged with its busiest excerpt's vector where ``busy_view_seconds`` asks for one."""
         cfg = self.cfg.audio
         if cfg.busy_view_seconds <= 0:
-            tokens, valid = self.audio.stem(fbank, frames)
-            return self.audio.embed(tokens, valid, self.backbone)
+            return embed(fbank, frames)
         size = max(1, round(cfg.busy_view_seconds * 1000 / cfg.frame_shift_ms))
         busy, kept = busiest_excerpts(fbank, frames, size)
-        tokens, valid = self.audio.stem(torch.cat([fbank, busy]), torch.cat([frames, kept]))
-        whole, excerpt = self.audio.embed(tokens, valid, self.backbone).split(len(fbank))
+        both = embed(torch.cat([fbank, busy]), torch.cat([frames, kept]))
+        whole, excerpt = both.split(len(fbank))
         w = cfg.busy_view_weight
         return F.normalize(w * whole + (1.0 - w) * excerpt, dim=-1)
