@@ -3,12 +3,15 @@
 each read out as shipped (text anchors + busiest excerpt), then all of them as one ensemble
 (unit vectors averaged before the text-anchor head).
 
-    # other draws of the shipped recipe, bound to the shipped image tower:
+    # other draws of the fourth round's recipe, bound to its image tower:
     for s in 1 2 3 4; do
       mkdir -p runs/shipped-v2-seed$s && cp runs/shipped-v2/image.ckpt.pt runs/shipped-v2-seed$s/
-      .venv/bin/synesthesia train configs/train/shipped.json --modality audio --seed $s
+      .venv/bin/synesthesia train configs/train/shipped-v2.json --modality audio --seed $s
     done
     .venv/bin/python bench/bench_audio_seeds.py runs/shipped-v2-seed{1,2,3,4} [--gallery]
+
+The first row and the read-out (the text anchors) are the shipped towers file's: the fourth
+round's table was printed at commit d64d052, whose towers file was that round's.
 
 Each run directory needs its ``config.json`` and ``audio.ckpt.pt``. Prints one markdown row per
 tower and one for the ensemble: the metrics of ``synesthesia eval`` and, with --gallery, the

@@ -1,7 +1,13 @@
 """Text anchors for a tower's head (``models.minilm.config`` explains the head): the vocabulary
-is every text of the training data (each class name of CIFAR-10, ESC-10 and ESC-50 in every
-image and audio prompt template, and the captions of the training sounds and pictures), embedded
-by the frozen all-MiniLM-L6-v2 text path. No evaluation item's caption is in it."""
+is every class prompt of the training data (each class name of CIFAR-10, ESC-10 and ESC-50 in
+every image and audio prompt template), embedded by the frozen all-MiniLM-L6-v2 text path; with
+``anchor_captions``, also the captions of the training sounds and pictures. No evaluation
+item's caption is ever in it.
+
+Captions are left out by default: each names one training clip or picture, so a sound the tower
+takes for that one clip (a held-out dog bark heard as Tux Paint's bear) would be pulled onto
+its caption, and so next to that one picture; a class prompt stands for many clips
+(docs/model-card.md, "Fifth round")."""
 
 from __future__ import annotations
 
@@ -16,16 +22,18 @@ from synesthesia.train.sets import CIFAR_NAMES, esc50_names
 from synesthesia.train.texts import AUDIO_TEMPLATES, ESC10_TO_ESC50, IMAGE_TEMPLATES, embed_texts
 
 
-def anchor_vocabulary(gallery: bool = True) -> list[str]:
-    """The training texts, sorted and without repeats. ``gallery``: include the captions of the
-    Debian Tux Paint gallery's training pictures (``data.gallery_pictures``)."""
+def anchor_vocabulary(captions: bool = False, gallery: bool = True) -> list[str]:
+    """The training texts, sorted and without repeats: the class prompts, and with ``captions``
+    the training sounds' and pictures' captions (``gallery``: also those of the Debian Tux Paint
+    gallery's training pictures, ``data.gallery_pictures``)."""
     names = set(esc50_names()) | set(ESC10_TO_ESC50) | set(CIFAR_NAMES)
     names |= {n for syns in CIFAR_NAMES.values() for n in syns}
     texts = {t.format(n) for n in names for t in (*AUDIO_TEMPLATES, *IMAGE_TEMPLATES)}
-    texts |= {t.caption for t in data.tux_items(held_out=False)}
-    texts |= {c.caption for c in data.opensfx_clips()}
-    if gallery:
-        texts |= {t.caption for t in data.gallery_pictures()}
+    if captions:
+        texts |= {t.caption for t in data.tux_items(held_out=False)}
+        texts |= {c.caption for c in data.opensfx_clips()}
+        if gallery:
+            texts |= {t.caption for t in data.gallery_pictures()}
     return sorted(t for t in texts if t.strip())
 
 
@@ -50,6 +58,7 @@ def attach_anchors(model: SynesthesiaMiniLM, modality: str, texts: list[str]) ->
 
 
 def attach_training_anchors(model: SynesthesiaMiniLM, cfg: TrainConfig, modality: str) -> None:
-    """``attach_anchors`` over the run's training vocabulary (with the gallery's captions when
-    its image tower trained on the gallery)."""
-    attach_anchors(model, modality, anchor_vocabulary(gallery=cfg.image.gallery))
+    """``attach_anchors`` over the run's training vocabulary (with the captions when the stage's
+    ``anchor_captions`` asks; the gallery's when its image tower trained on the gallery)."""
+    texts = anchor_vocabulary(cfg.stage(modality).anchor_captions, gallery=cfg.image.gallery)
+    attach_anchors(model, modality, texts)

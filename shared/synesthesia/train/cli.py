@@ -33,6 +33,9 @@ def train_main(argv: list[str]) -> int:
     p.add_argument("--export", type=Path, help="write both towers to this safetensors file")
     p.add_argument("--export-only", action="store_true", help="only export the run's checkpoints")
     p.add_argument("--eval", action="store_true", help="evaluate the exported/trained towers")
+    p.add_argument("--soup", type=Path, nargs="+", default=[], metavar="RUN_DIR",
+                   help="export/evaluate the average of this run's audio tower and these runs' "
+                        "(other seeds of the same config)")  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -55,9 +58,13 @@ def train_main(argv: list[str]) -> int:
             print(f"{m} tower trained in {time.perf_counter() - t:.0f} s -> {run_dir}")
     if args.export or args.eval:
         towers = ("image", "audio") if args.export else mods
-        model = load_trained(cfg, run_dir, towers)
+        model = load_trained(cfg, run_dir, towers, soup=tuple(args.soup))
         if args.export:
-            rev = save_towers(model, args.export, {"train_config": cfg.to_json()})
+            meta = {"train_config": cfg.to_json()}
+            if args.soup:
+                seeds = [cfg.seed] + [TrainConfig.load(r / "config.json").seed for r in args.soup]
+                meta["audio_soup_seeds"] = json.dumps(seeds)
+            rev = save_towers(model, args.export, meta)
             print(f"exported {args.export} (revision {rev})")
         if args.eval:
             rep = evaluate(model, limit=cfg.eval_limit)

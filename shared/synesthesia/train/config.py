@@ -38,6 +38,13 @@ class Stage:
     own_ce: float = 0.0  # audio: cross-entropy of a Tux Paint sound among the Tux pictures
     picture_scale: float = 100.0  # its inverse temperature (the class means are close)
     picture_from: str = "run"  # the image tower: "run" (this run's checkpoint) or a towers file
+    # audio: start the stem from the trained image tower's stem (``picture_from``; the model
+    # config's audio stem must be laid out like the image stem: ``patchify``, same widths and
+    # blocks). Its first conv sums the three colour filters into one log-mel filter.
+    init_from_image: bool = False
+    stem_lr_scale: float = 1.0  # learning-rate factor of the stem's conv body
+    # the text-anchor head's vocabulary: class prompts, plus the training captions if true
+    anchor_captions: bool = False
     # train through the text-anchor head (the model config's anchor_tau), as it is served
     through_anchors: bool = False
     ckpt_every: int = 250
@@ -73,8 +80,8 @@ class TrainConfig:
             name=raw.get("name", base.name),
             seed=raw.get("seed", base.seed),
             model=model,
-            image=replace(base.image, **raw.get("image", {})),
-            audio=replace(base.audio, **raw.get("audio", {})),
+            image=replace(base.image, **_tuples(raw.get("image", {}))),
+            audio=replace(base.audio, **_tuples(raw.get("audio", {}))),
             eval_limit=raw.get("eval_limit"),
         )
 
@@ -83,6 +90,11 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON lists as the tuples the dataclasses hold, so that a saved config equals its source."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 __all__ = ["AudioCfg", "ImageCfg", "Stage", "TrainConfig"]

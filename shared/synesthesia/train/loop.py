@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -13,6 +14,7 @@ from tqdm import tqdm
 
 from synesthesia.models.minilm.model import SynesthesiaMiniLM
 from synesthesia.models.minilm.preprocess import window_frames
+from synesthesia.models.minilm.stems import AudioStem, ImageStem
 from synesthesia.models.minilm.weights import load_backbone
 from synesthesia.train.anchors import attach_training_anchors
 from synesthesia.train.augment import augment_fbank, augment_images, normalise_images
@@ -42,6 +44,30 @@ def picture_model(cfg: TrainConfig, run_dir: Path) -> SynesthesiaMiniLM:
     from synesthesia.models.minilm.weights import load_model
 
     return load_model(src, ("image",))[0]
+
+
+def init_audio_stem_from_image(audio: AudioStem, image: ImageStem) -> None:
+    """Copy a trained image stem's conv body into the audio stem (``init_from_image``): a
+    log-mel window is read as a one-channel picture, so the first conv's three colour filters
+    are summed (a grey picture, the same value in R, G and B, gives the same response)."""
+    source = image.body.state_dict()
+    first = "0.weight"
+    if first in source:
+        source[first] = source[first].sum(dim=1, keepdim=True)
+    target = audio.body.state_dict()
+    differ = [
+        f"{k}: image {tuple(source[k].shape) if k in source else None} vs audio "
+        f"{tuple(target[k].shape) if k in target else None}"
+        for k in sorted(set(source) | set(target))
+        if k not in source or k not in target or source[k].shape != target[k].shape
+    ]
+    if differ:
+        raise ValueError(
+            "init_from_image: the audio stem must be laid out like the image stem (model.audio "
+            "patchify: true, the same channels and blocks_per_stage as model.image); first "
+            f"difference {differ[0]}"
+        )
+    audio.body.load_state_dict(source)
 
 
 def ckpt_path(run_dir: Path, modality: str) -> Path:
@@ -182,18 +208,33 @@ def train_tower(
         )
     else:
         bind = stage.picture_weight > 0 or stage.picture_ce > 0 or stage.own_ce > 0
-        pictures = picture_model(cfg, run_dir) if bind else None
-        ts = audio_set(model, cfg.model.audio, stage, cfg.seed, pictures)
+        pictures = picture_model(cfg, run_dir) if bind or stage.init_from_image else None
+        if stage.init_from_image:
+            assert pictures is not None and pictures.image is not None
+            audio_stem, image_stem = tower.stem, pictures.image.stem
+            assert isinstance(audio_stem, AudioStem) and isinstance(image_stem, ImageStem)
+            init_audio_stem_from_image(audio_stem, image_stem)
+        ts = audio_set(model, cfg.model.audio, stage, cfg.seed, pictures if bind else None)
     params = [p for p in tower.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    rest = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": stage.weight_decay},
-            {"params": rest, "weight_decay": 0.0},
-        ],
-        lr=stage.lr,
-    )
+    # [stem body, the rest] with their own learning-rate factors, when they differ (checkpoints
+    # of one-factor runs keep their two groups: matrices with weight decay, the rest without)
+    stem = tower.stem
+    assert isinstance(stem, (AudioStem, ImageStem))
+    body = {id(p) for p in stem.body.parameters()}
+    parts = (
+        [(stage.stem_lr_scale, [p for p in params if id(p) in body]),
+         (1.0, [p for p in params if id(p) not in body])]
+        if stage.stem_lr_scale != 1.0
+        else [(1.0, params)]
+    )  # fmt: skip
+    groups = []
+    for scale, ps in parts:
+        groups += [
+            {"params": [p for p in ps if p.ndim >= 2], "weight_decay": stage.weight_decay,
+             "lr_scale": scale},
+            {"params": [p for p in ps if p.ndim < 2], "weight_decay": 0.0, "lr_scale": scale},
+        ]  # fmt: skip
+    opt = torch.optim.AdamW(groups, lr=stage.lr)
     step = 0
     path = ckpt_path(run_dir, modality)
     if resume and path.is_file():
@@ -214,7 +255,7 @@ def train_tower(
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.multinomial(ts.weights, stage.batch, replacement=True, generator=gen)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, stage)
+            g["lr"] = lr_at(step, stage) * g.get("lr_scale", 1.0)
         if modality == "image":
             out, targets = _batch_image(ts, idx, model, gen)
         else:
@@ -250,13 +291,46 @@ def save_ckpt(path: Path, tower: torch.nn.Module, opt: torch.optim.Optimizer, st
     tmp.replace(path)
 
 
-def load_trained(cfg: TrainConfig, run_dir: Path, modalities: tuple[str, ...]) -> SynesthesiaMiniLM:
+def soup_state(cfg: TrainConfig, runs: list[Path], modality: str) -> dict[str, torch.Tensor]:
+    """The uniform average of the ``modality`` checkpoints of ``runs`` (a "model soup"): draws
+    of one recipe that differ only in their seed. Their towers start from the same trained stem
+    (``init_from_image``), so their weights average into one tower that is better than each,
+    at the cost of one (docs/model-card.md, "Fifth round")."""
+    states = []
+    for run in runs:
+        other = TrainConfig.load(run / "config.json")
+        if dataclasses.replace(other, name=cfg.name, seed=cfg.seed) != cfg:
+            raise ValueError(f"soup: {run} was trained with another recipe than {cfg.name!r} "
+                             "(only the seed and the name may differ)")  # fmt: skip
+        states.append(torch.load(ckpt_path(run, modality), map_location="cpu", weights_only=True))
+    first = states[0]["tower"]
+    for run, state in zip(runs, states, strict=True):
+        if state["tower"].keys() != first.keys():
+            raise ValueError(f"soup: {run}'s {modality} tower has other weights than {runs[0]}'s")
+    return {
+        k: v if not v.is_floating_point()
+        else torch.stack([s["tower"][k] for s in states]).mean(0)
+        for k, v in first.items()
+    }  # fmt: skip
+
+
+def load_trained(
+    cfg: TrainConfig,
+    run_dir: Path,
+    modalities: tuple[str, ...],
+    soup: tuple[Path, ...] = (),
+) -> SynesthesiaMiniLM:
     """A model whose towers come from the run's checkpoints, with the text-anchor heads that
-    the config asks for (``anchor_tau`` > 0) attached."""
+    the config asks for (``anchor_tau`` > 0) attached. ``soup``: other runs of the recipe whose
+    audio towers are averaged with this run's (``soup_state``)."""
     model = build_model(cfg, modalities)
     for m in modalities:
-        state = torch.load(ckpt_path(run_dir, m), map_location="cpu", weights_only=True)
-        getattr(model, m).load_state_dict(state["tower"])
+        if m == "audio" and soup:
+            weights = soup_state(cfg, [run_dir, *soup], m)
+        else:
+            path = ckpt_path(run_dir, m)
+            weights = torch.load(path, map_location="cpu", weights_only=True)["tower"]
+        getattr(model, m).load_state_dict(weights)
     model.eval().requires_grad_(False)
     for m in modalities:
         if getattr(cfg.model, m).anchor_tau > 0:

@@ -52,6 +52,10 @@ class AudioCfg:
     fbank_mean: float = -6.0  # log-mel normalisation constants
     fbank_std: float = 4.0
     channels: tuple[int, ...] = (32, 64, 128)  # conv stem widths; each stage halves mel & time
+    blocks_per_stage: int = 1
+    # the first stage is a 2x2 patchify conv, laid out as the image stem (stems.conv_stages), so
+    # that training can start the audio stem from the trained image stem (``init_from_image``)
+    patchify: bool = False
     mode: str = "backbone"
     own_layers: int = 2
     anchors: int = 0

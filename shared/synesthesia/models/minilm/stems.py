@@ -3,8 +3,6 @@ shared MiniLM backbone (``inputs_embeds``), with a validity mask."""
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import nn
 
@@ -26,22 +24,30 @@ class ConvBlock(nn.Module):
         return x + y if self.residual else y
 
 
+def conv_stages(cin: int, channels: tuple[int, ...], blocks: int, patchify: bool) -> nn.Sequential:
+    """The conv tokeniser body: each of ``channels`` is a stage that halves both axes, followed by
+    ``blocks - 1`` shape-keeping residual blocks. ``patchify``: the first stage is a 2x2
+    stride-2 conv (+ norm, GELU) instead of a 3x3 block, the layout the image stem has always
+    had, so an audio stem built the same way can start from a trained image stem's weights."""
+    layers: list[nn.Module] = []
+    c = list(channels)
+    if patchify:
+        layers += [nn.Conv2d(cin, c[0], 2, stride=2, bias=False), nn.BatchNorm2d(c[0]), nn.GELU()]
+        cin, c = c[0], c[1:]
+    for cout in c:
+        layers.append(ConvBlock(cin, cout, stride=2))
+        layers.extend(ConvBlock(cout, cout, stride=1) for _ in range(blocks - 1))
+        cin = cout
+    return nn.Sequential(*layers)
+
+
 class ImageStem(nn.Module):
     """[B, 3, S, S] -> tokens [B, (S/2^k)^2, dim]: a 2x2 patchify conv, then stride-2 stages."""
 
     def __init__(self, cfg: ImageCfg, dim: int) -> None:
         super().__init__()
-        c = cfg.channels
-        layers: list[nn.Module] = [
-            nn.Conv2d(3, c[0], 2, stride=2, bias=False),
-            nn.BatchNorm2d(c[0]),
-            nn.GELU(),
-        ]
-        for cin, cout in itertools.pairwise(c):
-            layers.append(ConvBlock(cin, cout, stride=2))
-            layers.extend(ConvBlock(cout, cout, stride=1) for _ in range(cfg.blocks_per_stage - 1))
-        self.body = nn.Sequential(*layers)
-        self.proj = nn.Linear(c[-1], dim)
+        self.body = conv_stages(3, cfg.channels, cfg.blocks_per_stage, patchify=True)
+        self.proj = nn.Linear(cfg.channels[-1], dim)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.body(pixels)  # [B, C, g, g]
@@ -56,12 +62,7 @@ class AudioStem(nn.Module):
     def __init__(self, cfg: AudioCfg, dim: int) -> None:
         super().__init__()
         c = cfg.channels
-        layers: list[nn.Module] = []
-        cin = 1
-        for cout in c:
-            layers.append(ConvBlock(cin, cout, stride=2))
-            cin = cout
-        self.body = nn.Sequential(*layers)
+        self.body = conv_stages(1, c, cfg.blocks_per_stage, cfg.patchify)
         self.stride = 2 ** len(c)
         mel_out = cfg.num_mel_bins
         for _ in c:
