@@ -122,3 +122,29 @@ def test_shipped_audio_averages_the_window_and_its_busiest_excerpt(model) -> Non
             cfg.busy_view_weight * whole + (1 - cfg.busy_view_weight) * busy, dim=-1
         )
         torch.testing.assert_close(net.encode_audio(fbank, frames), want, atol=1e-5, rtol=0)
+
+
+def test_serving_skips_the_padding_past_the_longest_clip_with_the_same_vectors(model) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    net = model.model
+    stem = net.audio.stem
+    rng = np.random.default_rng(3)
+    fbank = torch.as_tensor(rng.normal(0, 1, (3, 498, 64)), dtype=torch.float32)
+    frames = torch.tensor([40, 150, 90])
+    for i, n in enumerate(frames.tolist()):
+        fbank[i, n:] = 0.0  # padded as serving pads
+    with torch.inference_mode():
+        tokens, valid = stem(fbank, frames)
+        # the cut keeps whole tokens and every frame that can reach a valid one
+        assert tokens.shape[1] * stem.stride >= 150 + stem.reach and tokens.shape[1] < 498 // 8
+        stem.train()
+        stem.body.eval()  # the full window (the cut is off in training), eval-mode BatchNorm
+        full, full_valid = stem(fbank, frames)
+        stem.eval()
+        keep = tokens.shape[1]
+        assert torch.equal(valid, full_valid[:, :keep]) and not full_valid[:, keep:].any()
+        torch.testing.assert_close(tokens[valid], full[:, :keep][valid], atol=1e-5, rtol=0)
+        a = net.audio.embed(tokens, valid, net.backbone)
+        b = net.audio.embed(full, full_valid, net.backbone)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

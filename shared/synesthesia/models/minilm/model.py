@@ -165,7 +165,7 @@ class SynesthesiaMiniLM(nn.Module):
             return embed(fbank, frames)
         size = max(1, round(cfg.busy_view_seconds * 1000 / cfg.frame_shift_ms))
         busy, kept = busiest_excerpts(fbank, frames, size)
-        both = embed(torch.cat([fbank, busy]), torch.cat([frames, kept]))
-        whole, excerpt = both.split(len(fbank))
+        # two batches: the excerpts are short, and the stem skips padding past a batch's longest
+        whole, excerpt = embed(fbank, frames), embed(busy, kept)
         w = cfg.busy_view_weight
         return F.normalize(w * whole + (1.0 - w) * excerpt, dim=-1)

@@ -68,10 +68,23 @@ class AudioStem(nn.Module):
         for _ in c:
             mel_out = (mel_out + 1) // 2
         self.proj = nn.Linear(c[-1] * mel_out, dim)
+        # frames that can reach a token: the body's receptive field along time
+        self.reach = 1
+        jump = 1
+        for conv in (m for m in self.body.modules() if isinstance(m, nn.Conv2d)):
+            self.reach += (conv.kernel_size[1] - 1) * jump
+            jump *= conv.stride[1]
 
     def forward(
         self, fbank: torch.Tensor, frames: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.training:
+            # Serving pads short clips (and the busiest excerpt) to a full window. Frames further
+            # than the receptive field past the last valid one cannot reach a valid token, so
+            # they are cut off (a multiple of the stride keeps the tokens aligned): the same
+            # vectors, less compute. Training keeps them, as BatchNorm's batch statistics do.
+            keep = -(-(int(frames.max()) + self.reach) // self.stride) * self.stride
+            fbank = fbank[:, : max(self.stride, keep)]
         x = fbank.transpose(1, 2).unsqueeze(1)  # [B, 1, M, T]
         f = self.body(x)  # [B, C, M', T']
         b, ch, m, t = f.shape
