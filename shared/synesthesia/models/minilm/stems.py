@@ -78,7 +78,7 @@ class AudioStem(nn.Module):
     def forward(
         self, fbank: torch.Tensor, frames: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.training:
+        if not self.training and frames.numel():
             # Serving pads short clips (and the busiest excerpt) to a full window. Frames further
             # than the receptive field past the last valid one cannot reach a valid token, so
             # they are cut off (a multiple of the stride keeps the tokens aligned): the same
