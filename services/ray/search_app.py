@@ -27,4 +27,6 @@ def build_search_app(args: AppArgs) -> Application:
         for i in range(opts.shards)
     ]
     router_options: dict[str, Any] = {"name": "SearchRouter", **args.scaling.deployment_options()}
-    return SearchRouter.options(**router_options).bind(shards, dict(opts.encoder_apps))
+    return SearchRouter.options(**router_options).bind(
+        shards, dict(opts.encoder_apps), opts.max_items_per_request
+    )

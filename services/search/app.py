@@ -9,10 +9,11 @@ import logging
 
 from synesthesia.index import IndexManager
 from synesthesia.modality import Modality
-from synesthesia.services.search.core import SearchCore
 from synesthesia.services.search.encoders import EncoderGateway
+from synesthesia.services.search.flow import SearchFlow
 from synesthesia.services.search.servicer import SearchServicer
 from synesthesia.services.search.settings import SearchSettings
+from synesthesia.services.search.store import LocalStore
 from synesthesia.serving.context import configure_logging
 from synesthesia.serving.metrics import start_metrics_server
 from synesthesia.serving.server import RunningServer, ServiceSpec, build_server, serve_forever
@@ -24,12 +25,14 @@ SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
 
 
 class SearchApp:
-    """The running service: server, servicer, index manager and the periodic snapshot task."""
+    """The running service: server, the flow over a local store and the encoders' gateway, the
+    index manager and the periodic snapshot task."""
 
     def __init__(self, settings: SearchSettings) -> None:
         self.settings = settings
         self.server: RunningServer | None = None
-        self.servicer: SearchServicer | None = None
+        self.gateway: EncoderGateway | None = None
+        self.store: LocalStore | None = None
         self.manager: IndexManager | None = None
         self._snapshots: asyncio.Task[None] | None = None
 
@@ -40,7 +43,7 @@ class SearchApp:
         self.manager = await loop.run_in_executor(
             None, lambda: IndexManager(s.data_dir, synchronous=s.sqlite_synchronous)
         )
-        gateway = EncoderGateway(
+        self.gateway = EncoderGateway(
             {
                 Modality.TEXT: s.text_encoder,
                 Modality.IMAGE: s.image_encoder,
@@ -50,11 +53,14 @@ class SearchApp:
             s.encoder_retries,
             s.max_message_bytes,
         )
-        self.servicer = SearchServicer(SearchCore(self.manager, s.max_items_per_request), gateway)
+        self.store = LocalStore(self.manager)
+        flow = SearchFlow(self.store, self.gateway, s.max_items_per_request)
         self.server = await build_server(
             [
                 ServiceSpec(
-                    self.servicer, search_pb2_grpc.add_SearchServiceServicer_to_server, SERVICE_NAME
+                    SearchServicer(flow),
+                    search_pb2_grpc.add_SearchServiceServicer_to_server,
+                    SERVICE_NAME,
                 )
             ],
             host=s.host,
@@ -83,8 +89,10 @@ class SearchApp:
                 await self._snapshots
         if self.server is not None:
             await self.server.stop(self.settings.grace_seconds if grace is None else grace)
-        if self.servicer is not None:
-            await self.servicer.close()
+        if self.gateway is not None:
+            await self.gateway.close()
+        if self.store is not None:
+            self.store.close()
         if self.manager is not None:
             self.manager.close(snapshot=True)
 

@@ -1,13 +1,14 @@
-"""The search service's view of the encoder services: async gRPC clients with deadlines and
-retries, mapping the encoders' failures to domain errors (UNAVAILABLE stays UNAVAILABLE, an
-encoder's INVALID_ARGUMENT stays INVALID_ARGUMENT with its message)."""
+"""The standalone search service's ``Encoders`` (see flow.py): async gRPC clients of the encoder
+services with deadlines and retries, mapping the encoders' failures to domain errors
+(UNAVAILABLE stays UNAVAILABLE, an encoder's INVALID_ARGUMENT stays INVALID_ARGUMENT with its
+message)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import grpc
 import numpy as np
@@ -21,16 +22,11 @@ from synesthesia.errors import (
 )
 from synesthesia.modality import Modality
 from synesthesia.protoconv import modality_to_proto
+from synesthesia.services.search.flow import EncodedBatch, EncoderInfo
 from synesthesia.serving.server import channel_options
 from synesthesia.v1 import encoder_pb2, encoder_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EncodedBatch:
-    vectors: np.ndarray  # float32 [n, dim]
-    model_id: str
 
 
 class EncoderGateway:
@@ -55,8 +51,8 @@ class EncoderGateway:
     async def embed(
         self,
         modality: Modality,
-        contents: list[str | bytes],
-        ids: list[str],
+        contents: Sequence[str | bytes],
+        ids: Sequence[str],
         deadline: float | None,
     ) -> EncodedBatch:
         """``deadline``: absolute time.monotonic() by which the caller needs the answer."""
@@ -66,11 +62,7 @@ class EncoderGateway:
                 f"no {modality.value} encoder is configured for this search service "
                 f"(set SYNESTHESIA_{modality.value.upper()}_ENCODER)"
             )
-        items = [
-            encoder_pb2.Item(text=c, id=i) if isinstance(c, str) else encoder_pb2.Item(data=c, id=i)
-            for c, i in zip(contents, ids, strict=True)
-        ]
-        request = encoder_pb2.EmbedRequest(modality=modality_to_proto(modality), items=items)
+        request = embed_request(modality, contents, ids)
         attempt = 0
         while True:
             timeout = self.timeout_s
@@ -90,8 +82,7 @@ class EncoderGateway:
                     await asyncio.sleep(min(0.2 * attempt, 1.0))
                     continue
                 raise mapped from None
-        vectors = np.asarray([e.values for e in reply.embeddings], dtype=np.float32)
-        return EncodedBatch(vectors.reshape(len(items), reply.dim), reply.model_id)
+        return encoded_batch(reply, len(contents))
 
     def _map(self, modality: Modality, err: aio.AioRpcError) -> SynesthesiaError:
         where = f"{modality.value} encoder at {self.targets[modality]}"
@@ -105,16 +96,34 @@ class EncoderGateway:
         log.warning("%s failed: %s %s", where, code, err.details())
         return Unavailable(f"{where} failed ({code.name}): {err.details()}")
 
-    async def info(self) -> encoder_pb2.InfoResponse:
+    async def info(self) -> EncoderInfo:
         """Info of the first configured encoder (text, image, audio order)."""
         if not self._stubs:
             raise FailedPrecondition("no encoder service is configured")
         modality, stub = next(iter(self._stubs.items()))
         try:
-            return await stub.Info(encoder_pb2.InfoRequest(), timeout=self.timeout_s)
+            reply = await stub.Info(encoder_pb2.InfoRequest(), timeout=self.timeout_s)
         except aio.AioRpcError as err:
             raise self._map(modality, err) from None
+        return EncoderInfo(reply.model_id, reply.dim)
 
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
+
+
+def embed_request(
+    modality: Modality, contents: Sequence[str | bytes], ids: Sequence[str]
+) -> encoder_pb2.EmbedRequest:
+    """The EmbedRequest for media the search service must embed (text as text, the rest as
+    bytes), shared by the gRPC gateway and the Ray handles."""
+    items = [
+        encoder_pb2.Item(text=c, id=i) if isinstance(c, str) else encoder_pb2.Item(data=c, id=i)
+        for c, i in zip(contents, ids, strict=True)
+    ]
+    return encoder_pb2.EmbedRequest(modality=modality_to_proto(modality), items=items)
+
+
+def encoded_batch(reply: encoder_pb2.EmbedResponse, n: int) -> EncodedBatch:
+    vectors = np.asarray([e.values for e in reply.embeddings], dtype=np.float32)
+    return EncodedBatch(vectors.reshape(n, reply.dim), reply.model_id)

@@ -1,0 +1,365 @@
+"""The one search flow: every SearchService RPC as "validate, embed the media, then write or
+query", shared by the standalone gRPC servicer and the Ray Serve router. It speaks protobuf on
+one side and two small interfaces on the other:
+
+- ``Encoders``: turns media into vectors (gRPC clients of the encoder services, or Ray handles);
+- ``Store``: holds the collections (one local IndexManager, or N hash-routed Ray shards).
+
+Everything that can be checked without an encoder is checked before the first embedding call:
+the collection exists, k, the filter, ids, vector dimensions, modalities and metadata. A request
+that fails any check costs no encoder time, and a failed embedding writes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from synesthesia.errors import FailedPrecondition, InvalidInput, item_error
+from synesthesia.index.filters import parse_filter
+from synesthesia.index.types import (
+    CollectionInfo,
+    CollectionSpec,
+    Hit,
+    StoredItem,
+    UpsertItem,
+    validate_name,
+)
+from synesthesia.index.validate import as_vector, check_id, check_items, check_k, check_metadata
+from synesthesia.modality import Modality
+from synesthesia.protoconv import (
+    config_to_proto,
+    hit_to_proto,
+    index_kind_from_proto,
+    metric_from_proto,
+    modality_from_proto,
+    modality_to_proto,
+    stored_to_proto,
+    struct_to_dict,
+)
+from synesthesia.v1 import search_pb2
+
+Content = str | bytes
+_QUERY_MODALITY = {"text": Modality.TEXT, "image": Modality.IMAGE, "audio": Modality.AUDIO}
+
+
+@dataclass
+class EncodedBatch:
+    vectors: np.ndarray  # float32 [n, dim], unit-norm, in request order
+    model_id: str
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    model_id: str
+    dim: int
+
+
+class Encoders(Protocol):
+    """Media -> vectors. ``deadline``: absolute ``time.monotonic()`` by which the caller needs
+    the answer (None: no deadline). Errors are domain errors (synesthesia.errors)."""
+
+    async def embed(
+        self,
+        modality: Modality,
+        contents: Sequence[Content],
+        ids: Sequence[str],
+        deadline: float | None,
+    ) -> EncodedBatch: ...
+
+    async def info(self) -> EncoderInfo: ...
+
+
+class Store(Protocol):
+    """The collections behind the flow. Items reaching ``write`` are already validated as a
+    whole batch against ``spec(collection)``."""
+
+    async def create(self, spec: CollectionSpec) -> CollectionSpec: ...
+    async def specs(self) -> list[CollectionSpec]: ...
+    async def spec(self, collection: str) -> CollectionSpec: ...  # NotFound
+    async def describe(self, collection: str) -> CollectionInfo: ...
+    async def drop(self, collection: str) -> None: ...
+    async def snapshot(self, collection: str) -> dict[str, int]: ...  # "" = every collection
+    async def write(self, collection: str, items: list[UpsertItem]) -> int: ...  # last seq
+    async def delete(self, collection: str, ids: list[str]) -> list[str]: ...
+    async def delete_where(self, collection: str, flt: dict[str, Any]) -> list[str]: ...
+    async def get(self, collection: str, ids: list[str]) -> list[StoredItem]: ...
+    async def query(
+        self, collection: str, vector: np.ndarray, k: int, flt: dict[str, Any]
+    ) -> list[Hit]: ...
+    async def query_by_id(
+        self, collection: str, item_id: str, k: int, flt: dict[str, Any]
+    ) -> list[Hit]: ...
+
+
+@dataclass
+class _Media:
+    index: int  # position in the request
+    modality: Modality
+    content: Content
+
+
+def _create_spec(config: search_pb2.CollectionConfig) -> CollectionSpec:
+    return CollectionSpec.create(
+        config.name,
+        int(config.dim),
+        metric_from_proto(config.metric),
+        index_kind_from_proto(config.index_kind),
+        dict(config.index_params),
+        config.model_id,
+    )
+
+
+def _metadata(index: int, item: search_pb2.UpsertItem) -> dict[str, Any]:
+    meta = struct_to_dict(item.metadata, f"item {index} (id {item.id!r}): metadata")
+    for key, value in meta.items():
+        if isinstance(value, dict | list) or value is None:
+            raise item_error(index, item.id, f"metadata {key!r} must be a string, number or bool")
+    return check_metadata(meta, index, item.id)
+
+
+class SearchFlow:
+    def __init__(self, store: Store, encoders: Encoders, max_items_per_request: int) -> None:
+        self.store = store
+        self.encoders = encoders
+        self.max_items = max_items_per_request
+
+    # -- collections ---------------------------------------------------------------------------
+    async def create(
+        self, request: search_pb2.CreateCollectionRequest
+    ) -> search_pb2.CreateCollectionResponse:
+        config = search_pb2.CollectionConfig()
+        config.CopyFrom(request.config)
+        if config.dim == 0:  # ask the encoders what they produce
+            validate_name(config.name)  # a bad request costs no encoder call
+            metric_from_proto(config.metric)
+            index_kind_from_proto(config.index_kind)
+            info = await self.encoders.info()
+            if config.model_id and config.model_id != info.model_id:
+                raise InvalidInput(
+                    f"dim is 0 and model_id {config.model_id!r} differs from the encoders' "
+                    f"{info.model_id!r}: give dim explicitly"
+                )
+            config.dim, config.model_id = info.dim, info.model_id
+        spec = await self.store.create(_create_spec(config))
+        return search_pb2.CreateCollectionResponse(config=config_to_proto(spec))
+
+    async def list_collections(self) -> search_pb2.ListCollectionsResponse:
+        specs = sorted(await self.store.specs(), key=lambda s: s.name)
+        return search_pb2.ListCollectionsResponse(collections=[config_to_proto(s) for s in specs])
+
+    async def describe(self, collection: str) -> search_pb2.DescribeCollectionResponse:
+        info = await self.store.describe(collection)
+        return search_pb2.DescribeCollectionResponse(
+            config=config_to_proto(info.spec),
+            count=info.count,
+            tombstones=info.tombstones,
+            bytes_on_disk=info.bytes_on_disk,
+            last_seq=info.last_seq,
+            snapshot_seq=info.snapshot_seq,
+            trained=info.trained,
+        )
+
+    async def drop(self, collection: str) -> search_pb2.DropCollectionResponse:
+        await self.store.drop(collection)
+        return search_pb2.DropCollectionResponse()
+
+    async def snapshot(self, collection: str) -> search_pb2.SnapshotResponse:
+        return search_pb2.SnapshotResponse(snapshot_seq=await self.store.snapshot(collection))
+
+    # -- items ---------------------------------------------------------------------------------
+    def _parse_items(
+        self, spec: CollectionSpec, items: Sequence[search_pb2.UpsertItem]
+    ) -> tuple[list[UpsertItem | None], list[_Media]]:
+        """Checks every item that can be checked without an encoder; media items come back as
+        None placeholders plus the list of what to embed."""
+        if not items:
+            raise InvalidInput("upsert has no items")
+        if len(items) > self.max_items:
+            raise InvalidInput(f"upsert has {len(items)} items; the limit is {self.max_items}")
+        seen: dict[str, int] = {}
+        out: list[UpsertItem | None] = []
+        media: list[_Media] = []
+        for i, it in enumerate(items):
+            item_id = check_id(it.id, i)
+            if item_id in seen:
+                raise item_error(
+                    i, item_id, f"duplicate id in the batch (also item {seen[item_id]})"
+                )
+            seen[item_id] = i
+            kind = it.WhichOneof("content")
+            if kind is None:
+                raise item_error(i, it.id, "item has no content (set vector, text or data)")
+            if kind == "text":
+                if it.modality not in (0, modality_to_proto(Modality.TEXT)):
+                    raise item_error(i, it.id, "text content must have modality MODALITY_TEXT")
+                modality = Modality.TEXT
+            else:
+                try:
+                    modality = modality_from_proto(it.modality)
+                except InvalidInput as exc:
+                    raise item_error(i, it.id, str(exc)) from None
+            meta = _metadata(i, it)
+            if kind == "vector":
+                model_id = it.vector.model_id or None
+                if model_id and spec.model_id and model_id != spec.model_id:
+                    raise FailedPrecondition(
+                        f"item {i} (id {item_id!r}): vector comes from model {model_id!r} but"
+                        f" collection {spec.name!r} holds vectors of model {spec.model_id!r}"
+                    )
+                vector = as_vector(np.asarray(it.vector.values, np.float32), spec.dim, i, item_id)
+                out.append(UpsertItem(item_id, vector, modality, meta, model_id))
+            else:  # text, or bytes of any modality (UTF-8 for text)
+                media.append(_Media(i, modality, it.text if kind == "text" else it.data))
+                out.append(None)
+        return out, media
+
+    async def _embed_media(
+        self,
+        spec: CollectionSpec,
+        items: list[UpsertItem | None],
+        media: list[_Media],
+        requests: Sequence[search_pb2.UpsertItem],
+        deadline: float | None,
+    ) -> list[UpsertItem]:
+        by_modality: dict[Modality, list[_Media]] = {}
+        for m in media:
+            by_modality.setdefault(m.modality, []).append(m)
+
+        async def one(modality: Modality, part: list[_Media]) -> None:
+            batch = await self.encoders.embed(
+                modality, [m.content for m in part], [requests[m.index].id for m in part], deadline
+            )
+            for m, vec in zip(part, batch.vectors, strict=True):
+                it = requests[m.index]
+                meta = _metadata(m.index, it)
+                items[m.index] = UpsertItem(it.id, vec, modality, meta, batch.model_id)
+
+        await asyncio.gather(*(one(m, part) for m, part in by_modality.items()))
+        done = [it for it in items if it is not None]
+        assert len(done) == len(items)
+        check_items(spec, done)  # the whole batch, with the caller's numbering, before any write
+        return done
+
+    async def upsert(
+        self, collection: str, requests: Sequence[search_pb2.UpsertItem], deadline: float | None
+    ) -> tuple[list[str], int]:
+        """Returns (ids in request order, last sequence number)."""
+        spec = await self.store.spec(collection)  # NotFound before anything else
+        items, media = self._parse_items(spec, requests)
+        if media:
+            written = await self._embed_media(spec, items, media, requests, deadline)
+        else:
+            written = [it for it in items if it is not None]
+            check_items(spec, written)
+        last_seq = await self.store.write(collection, written)
+        return [it.id for it in written], last_seq
+
+    async def delete(self, request: search_pb2.DeleteRequest) -> search_pb2.DeleteResponse:
+        await self.store.spec(request.collection)
+        has_filter = bool(request.filter.fields)
+        if request.ids and has_filter:
+            raise InvalidInput("delete by ids or by filter, not both")
+        if not request.ids and not has_filter:
+            raise InvalidInput(
+                "delete needs ids or a filter (an empty filter is refused on purpose)"
+            )
+        if request.ids:
+            deleted = await self.store.delete(request.collection, list(request.ids))
+        else:
+            flt = struct_to_dict(request.filter, "filter")
+            parse_filter(flt)
+            deleted = await self.store.delete_where(request.collection, flt)
+        return search_pb2.DeleteResponse(ids=deleted)
+
+    async def get(self, request: search_pb2.GetRequest) -> search_pb2.GetResponse:
+        items = await self.store.get(request.collection, list(request.ids))
+        return search_pb2.GetResponse(items=[stored_to_proto(s) for s in items])
+
+    # -- queries -------------------------------------------------------------------------------
+    @staticmethod
+    def query_filter(request: search_pb2.QueryRequest) -> dict[str, Any]:
+        """The request's filter with its ``modalities`` folded in, parsed once to reject a
+        malformed one (InvalidInput)."""
+        flt = struct_to_dict(request.filter, "filter")
+        if request.modalities:
+            if "modality" in flt:
+                raise InvalidInput(
+                    "give the modality restriction in `modalities` or in the filter, not both"
+                )
+            flt["modality"] = [modality_from_proto(m).value for m in request.modalities]
+        parse_filter(flt)
+        return flt
+
+    async def query(
+        self, request: search_pb2.QueryRequest, deadline: float | None
+    ) -> search_pb2.QueryResponse:
+        kind = request.WhichOneof("query")
+        if kind is None:
+            raise InvalidInput("query needs one of text, image, audio, vector or id")
+        spec = await self.store.spec(request.collection)  # NotFound first
+        k = check_k(request.k)
+        flt = self.query_filter(request)
+        if kind == "id":
+            check_id(request.id)
+            hits = await self.store.query_by_id(request.collection, request.id, k, flt)
+            return _hits(hits)
+        if kind == "vector":
+            vector = request.vector.values
+            model_id = request.vector.model_id or None
+            _check_query_model(spec, model_id)
+            as_vector(np.asarray(vector, np.float32), spec.dim, 0, "query")
+        else:
+            batch = await self.encoders.embed(
+                _QUERY_MODALITY[kind], [getattr(request, kind)], ["query"], deadline
+            )
+            vector, model_id = batch.vectors[0], batch.model_id
+            _check_query_model(spec, model_id)
+        q = as_vector(np.asarray(vector, np.float32), spec.dim, 0, "query")
+        return _hits(await self.store.query(request.collection, q, k, flt))
+
+
+def _check_query_model(spec: CollectionSpec, model_id: str | None) -> None:
+    if model_id and spec.model_id and model_id != spec.model_id:
+        raise FailedPrecondition(
+            f"collection {spec.name!r} holds vectors of model {spec.model_id!r}; "
+            f"the query vector comes from {model_id!r}"
+        )
+
+
+def _hits(hits: Sequence[Hit]) -> search_pb2.QueryResponse:
+    return search_pb2.QueryResponse(hits=[hit_to_proto(h) for h in hits])
+
+
+def merge_top_k(lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
+    """Merges per-shard top-k lists into the global top-k (higher score first, then id)."""
+    hits = [h for part in lists for h in part]
+    hits.sort(key=lambda h: (-h.score, h.id))
+    return hits[:k]
+
+
+def spec_info(parts: Sequence[CollectionInfo]) -> CollectionInfo:
+    """One collection's description from its shards' (counts summed, sequences maxed)."""
+    from dataclasses import replace
+
+    return replace(
+        parts[0],
+        count=sum(p.count for p in parts),
+        tombstones=sum(p.tombstones for p in parts),
+        bytes_on_disk=sum(p.bytes_on_disk for p in parts),
+        last_seq=max(p.last_seq for p in parts),
+        snapshot_seq=max(p.snapshot_seq for p in parts),
+        index_ntotal=sum(p.index_ntotal for p in parts),
+        dead_in_index=sum(p.dead_in_index for p in parts),
+        trained=all(p.trained for p in parts),
+    )
+
+
+def merged_snapshots(parts: Sequence[Mapping[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for part in parts:
+        for name, seq in part.items():
+            merged[name] = max(merged.get(name, 0), seq)
+    return merged
