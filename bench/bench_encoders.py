@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synesthesia.client import EncoderClient
 from synesthesia.modality import Modality
-from synesthesia.services.encoder.app import load_embedder, start_encoder
+from synesthesia.services.encoder.app import start_encoder
+from synesthesia.services.encoder.config import load_embedder
 from synesthesia.services.encoder.settings import EncoderSettings
 from synesthesia.services.encoder.warmup import synthetic_png, synthetic_wav
 
@@ -39,7 +40,7 @@ def measure(modality: Modality, max_batch: int, clients: int, requests: int) -> 
     settings = EncoderSettings(
         modality=modality, port=0, max_batch_size=max_batch, max_wait_ms=5 if max_batch > 1 else 0
     )
-    embedder = load_embedder(settings)
+    embedder = load_embedder(settings, settings.modality)
     work = items(modality, requests)
     with running(lambda: start_encoder(settings, embedder)) as (server, _):
         target = f"127.0.0.1:{server.port}"

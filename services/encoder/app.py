@@ -8,7 +8,8 @@ import time
 
 import torch
 from synesthesia.modality import Modality
-from synesthesia.models import Embedder, create_model
+from synesthesia.models import Embedder
+from synesthesia.services.encoder.config import load_embedder
 from synesthesia.services.encoder.core import EncoderCore
 from synesthesia.services.encoder.servicer import EncoderServicer
 from synesthesia.services.encoder.settings import EncoderSettings
@@ -23,18 +24,6 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = encoder_pb2.DESCRIPTOR.services_by_name["EncoderService"].full_name
 
 
-def load_embedder(settings: EncoderSettings) -> Embedder:
-    kwargs: dict[str, object] = {
-        "modalities": [settings.modality],
-        "max_image_pixels": settings.max_image_pixels,
-        "max_audio_seconds": settings.max_audio_seconds,
-        "max_text_bytes": settings.max_text_bytes,
-    }
-    if settings.checkpoint:
-        kwargs["checkpoint"] = settings.checkpoint
-    return create_model(settings.model, **kwargs)
-
-
 async def start_encoder(
     settings: EncoderSettings, embedder: Embedder | None = None
 ) -> tuple[RunningServer, EncoderServicer]:
@@ -44,10 +33,14 @@ async def start_encoder(
     loop = asyncio.get_running_loop()
     if embedder is None:
         t0 = time.perf_counter()
-        embedder = await loop.run_in_executor(None, load_embedder, settings)
-        log.info("loaded %s in %.1f s", embedder.info().model_id, time.perf_counter() - t0)
+        model: Embedder = await loop.run_in_executor(
+            None, lambda: load_embedder(settings, settings.modality)
+        )
+        log.info("loaded %s in %.1f s", model.info().model_id, time.perf_counter() - t0)
+    else:
+        model = embedder
     core = EncoderCore(
-        embedder, settings.modality, settings.max_items_per_request, settings.max_message_bytes
+        model, settings.modality, settings.max_items_per_request, settings.max_message_bytes
     )
     servicer = EncoderServicer(
         core, settings.max_batch_size, settings.max_wait_ms / 1000, settings.prepare_threads
@@ -63,7 +56,7 @@ async def start_encoder(
         max_message_bytes=settings.max_message_bytes,
     )
     await loop.run_in_executor(
-        None, lambda: embedder.embed(settings.modality, [warmup_item(settings.modality)])
+        None, lambda: model.embed(settings.modality, [warmup_item(settings.modality)])
     )
     await running.set_serving(True)
     log.info("%s encoder SERVING on port %d", settings.modality.value, running.port)

@@ -49,13 +49,14 @@ def cli_main(argv: list[str]) -> int:
         return 2
     configure_logging(args.log_level)
 
-    from synesthesia.services.ray.args import AppArgs, EncoderOptions, Scaling, SearchOptions
+    from synesthesia.services.encoder.config import EncoderConfig
+    from synesthesia.services.ray.args import AppArgs, Scaling, SearchOptions
     from synesthesia.services.ray.runtime import deploy, init_ray, shutdown, start_serve
 
     apps = [
         AppArgs(
             service=s,  # type: ignore[arg-type]
-            encoder=EncoderOptions(model=args.model, checkpoint=args.checkpoint),
+            encoder=EncoderConfig(model=args.model, checkpoint=args.checkpoint),
             search=SearchOptions(shards=args.shards, data_dir=args.data_dir),
             scaling=Scaling(max_replicas=args.max_replicas),
         )

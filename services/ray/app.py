@@ -33,11 +33,13 @@ def build_encoder_app(service: str, args: AppArgs) -> Application:
         "name": DEPLOYMENT_NAMES[service],
         "user_config": {
             "max_batch_size": args.encoder.max_batch_size,
-            "batch_wait_timeout_s": args.encoder.batch_wait_timeout_s,
+            "max_wait_ms": args.encoder.max_wait_ms,
         },
         **args.scaling.deployment_options(),
     }
-    return EncoderDeployment.options(**options).bind(service, args.encoder.model_dump())
+    return EncoderDeployment.options(**options).bind(
+        service, args.encoder.model_dump(), args.scaling.num_cpus
+    )
 
 
 def build_app(args: AppArgs) -> Application:

@@ -1,6 +1,7 @@
 """Typed arguments of the Ray Serve application builder (``build_app``), as read from the
 ``args:`` of an application in a Serve config YAML. Deployment settings given in the YAML
-(``deployments:``) override the defaults derived here, as usual in Ray Serve."""
+(``deployments:``) override the defaults derived here, as usual in Ray Serve. The encoder's
+part is the same EncoderConfig that ``synesthesia serve`` reads from the environment."""
 
 from __future__ import annotations
 
@@ -8,10 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from synesthesia.media.audio import DEFAULT_MAX_SECONDS
-from synesthesia.media.image import DEFAULT_MAX_PIXELS
-from synesthesia.media.text import DEFAULT_MAX_TEXT_BYTES
-from synesthesia.serving.server import DEFAULT_MAX_MESSAGE_BYTES
+from synesthesia.services.encoder.config import EncoderConfig
 
 ServiceName = Literal["text", "image", "audio", "search"]
 
@@ -50,27 +48,6 @@ class Scaling(BaseModel):
         }
 
 
-class EncoderOptions(BaseModel):
-    """What an encoder replica loads and how it batches (the Ray twin of EncoderSettings)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = "synesthesia-minilm"
-    checkpoint: str | None = Field(
-        default=None, description="local weights path (never downloaded)"
-    )
-    max_batch_size: int = Field(default=32, ge=1, description="model rows per forward pass")
-    batch_wait_timeout_s: float = Field(
-        default=0.005, ge=0, description="how long a batch fills up"
-    )
-    max_items_per_request: int = Field(default=512, ge=1)
-    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
-    max_image_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
-    max_audio_seconds: float = Field(default=DEFAULT_MAX_SECONDS, gt=0)
-    max_text_bytes: int = Field(default=DEFAULT_MAX_TEXT_BYTES, ge=1)
-    torch_threads: int = Field(default=1, ge=1, description="torch threads per replica")
-
-
 class SearchOptions(BaseModel):
     """The sharded search service: N shard deployments, each with its own data directory."""
 
@@ -102,6 +79,6 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     service: ServiceName = "text"
-    encoder: EncoderOptions = Field(default_factory=lambda: EncoderOptions())
+    encoder: EncoderConfig = Field(default_factory=lambda: EncoderConfig())
     search: SearchOptions = Field(default_factory=lambda: SearchOptions())
     scaling: Scaling = Field(default_factory=lambda: Scaling())

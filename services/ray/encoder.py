@@ -17,11 +17,14 @@ from grpc_health.v1 import health_pb2
 from ray import serve
 from synesthesia.modality import Modality
 from synesthesia.models.embedder import Prepared
-from synesthesia.services.encoder.app import load_embedder
+from synesthesia.services.encoder.config import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_WAIT_MS,
+    EncoderConfig,
+    load_embedder,
+)
 from synesthesia.services.encoder.core import EncoderCore, PreparedRequest
-from synesthesia.services.encoder.settings import EncoderSettings
 from synesthesia.services.encoder.warmup import warmup_item
-from synesthesia.services.ray.args import EncoderOptions
 from synesthesia.services.ray.status import grpc_status
 from synesthesia.v1 import encoder_pb2
 
@@ -34,39 +37,32 @@ def _rows(prepared: list[Prepared]) -> int:
 
 @serve.deployment
 class EncoderDeployment:
-    def __init__(self, modality: str, options: dict[str, Any]) -> None:
-        opts = EncoderOptions.model_validate(options)
-        torch.set_num_threads(opts.torch_threads)
-        settings = EncoderSettings(
-            modality=Modality.parse(modality),
-            model=opts.model,
-            checkpoint=opts.checkpoint,
-            max_items_per_request=opts.max_items_per_request,
-            max_message_bytes=opts.max_message_bytes,
-            max_image_pixels=opts.max_image_pixels,
-            max_audio_seconds=opts.max_audio_seconds,
-            max_text_bytes=opts.max_text_bytes,
-        )
-        embedder = load_embedder(settings)
-        self.core = EncoderCore(
-            embedder, settings.modality, opts.max_items_per_request, opts.max_message_bytes
-        )
-        embedder.embed(settings.modality, [warmup_item(settings.modality)])  # before serving
-        self._configure(opts.max_batch_size, opts.batch_wait_timeout_s)
+    def __init__(self, modality: str, options: dict[str, Any], num_cpus: float = 1.0) -> None:
+        config = EncoderConfig.model_validate(options)
+        torch.set_num_threads(config.torch_threads or max(1, int(num_cpus)))
+        m = Modality.parse(modality)
+        embedder = load_embedder(config, m)
+        self.core = EncoderCore(embedder, m, config.max_items_per_request, config.max_message_bytes)
+        embedder.embed(m, [warmup_item(m)])  # before serving
+        self._configure(config.max_batch_size, config.max_wait_ms)
         log.info("%s encoder replica ready (%s)", modality, self.core.model_id)
 
-    def _configure(self, max_batch_size: int, batch_wait_timeout_s: float) -> None:
+    def _configure(self, max_batch_size: int, max_wait_ms: float) -> None:
         self._encode_one.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
-        self._encode_one.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._encode_one.set_batch_wait_timeout_s(max_wait_ms / 1000)  # type: ignore[attr-defined]
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """``user_config: {max_batch_size, batch_wait_timeout_s}`` changes batching live."""
+        """``user_config: {max_batch_size, max_wait_ms}`` changes batching live."""
         self._configure(
-            int(user_config.get("max_batch_size", 32)),
-            float(user_config.get("batch_wait_timeout_s", 0.005)),
+            int(user_config.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)),
+            float(user_config.get("max_wait_ms", DEFAULT_MAX_WAIT_MS)),
         )
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_rows)
+    @serve.batch(
+        max_batch_size=DEFAULT_MAX_BATCH_SIZE,
+        batch_wait_timeout_s=DEFAULT_MAX_WAIT_MS / 1000,
+        batch_size_fn=_rows,
+    )
     async def _encode_one(self, prepared: list[Prepared]) -> list[np.ndarray]:
         vectors = await asyncio.to_thread(self.core.embedder.encode, self.core.modality, prepared)
         return list(vectors)

@@ -16,7 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from synesthesia.client import EncoderClient
 from synesthesia.modality import Modality
 from synesthesia.protoconv import modality_to_proto
-from synesthesia.services.encoder.app import load_embedder, start_encoder
+from synesthesia.services.encoder.app import start_encoder
+from synesthesia.services.encoder.config import load_embedder
 from synesthesia.services.encoder.settings import EncoderSettings
 from synesthesia.v1 import encoder_pb2, encoder_pb2_grpc
 
@@ -43,7 +44,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[str]:
     """A local Ray (2 CPUs, 200 MB object store) serving the three encoder applications."""
-    from synesthesia.services.ray.args import AppArgs, EncoderOptions, Scaling
+    from synesthesia.services.encoder.config import EncoderConfig
+    from synesthesia.services.ray.args import AppArgs, Scaling
     from synesthesia.services.ray.runtime import deploy, init_ray, shutdown, start_serve
 
     t0 = time.perf_counter()
@@ -52,7 +54,7 @@ def proxy() -> Iterator[str]:
     try:
         start_serve(grpc_port=port, http_port=free_port())
         scaling = Scaling(num_cpus=0.5, min_replicas=1, max_replicas=1)
-        options = EncoderOptions(batch_wait_timeout_s=0.02)
+        options = EncoderConfig(max_wait_ms=20)
         took = deploy(
             [AppArgs(service=m.value, encoder=options, scaling=scaling) for m in Modality]
         )
@@ -70,7 +72,7 @@ def standalone() -> Iterator[dict[Modality, str]]:
     try:
         for m in Modality:
             settings = EncoderSettings(modality=m, port=0, max_wait_ms=20)
-            ctx = running(lambda s=settings: start_encoder(s, load_embedder(s)))
+            ctx = running(lambda s=settings: start_encoder(s, load_embedder(s, s.modality)))
             server, _ = ctx.__enter__()
             contexts.append(ctx)
             targets[m] = f"127.0.0.1:{server.port}"

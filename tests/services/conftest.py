@@ -7,7 +7,8 @@ from contextlib import ExitStack
 
 import pytest
 from synesthesia.modality import Modality
-from synesthesia.services.encoder.app import load_embedder, start_encoder
+from synesthesia.services.encoder.app import start_encoder
+from synesthesia.services.encoder.config import load_embedder
 from synesthesia.services.encoder.settings import EncoderSettings
 
 from tests.servers import running
@@ -20,7 +21,7 @@ def start_encoders(
     for m in Modality:
         settings = EncoderSettings(modality=m, port=(ports or {}).get(m, 0))
         server, _ = stack.enter_context(
-            running(lambda s=settings: start_encoder(s, load_embedder(s)))
+            running(lambda s=settings: start_encoder(s, load_embedder(s, s.modality)))
         )
         targets[m] = f"127.0.0.1:{server.port}"
     return targets

@@ -15,7 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from synesthesia.modality import Modality
 from synesthesia.models import create_model
-from synesthesia.services.encoder.app import SERVICE_NAME, load_embedder, start_encoder
+from synesthesia.services.encoder.app import SERVICE_NAME, start_encoder
+from synesthesia.services.encoder.config import load_embedder
 from synesthesia.services.encoder.settings import EncoderSettings
 from synesthesia.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
 
@@ -55,7 +56,7 @@ def services() -> Iterator[dict[Modality, Service]]:
     try:
         for m in Modality:
             settings = EncoderSettings(modality=m, port=0, max_wait_ms=20, max_batch_size=32)
-            ctx = running(lambda s=settings: start_encoder(s, load_embedder(s)))
+            ctx = running(lambda s=settings: start_encoder(s, load_embedder(s, s.modality)))
             server, servicer = ctx.__enter__()
             stack.append(ctx)
             out[m] = Service(m, server.port, servicer)

@@ -1,0 +1,57 @@
+"""What an encoder loads and how it batches: ONE config type with one set of defaults, used by
+``synesthesia serve text|image|audio`` and docker-compose (through EncoderSettings, from the
+environment) and by Ray Serve (the ``encoder:`` args of an application), and the one function
+that loads the model from it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from synesthesia.media.audio import DEFAULT_MAX_SECONDS
+from synesthesia.media.image import DEFAULT_MAX_PIXELS
+from synesthesia.media.text import DEFAULT_MAX_TEXT_BYTES
+from synesthesia.modality import Modality
+from synesthesia.models import Embedder, create_model
+from synesthesia.serving.server import DEFAULT_MAX_MESSAGE_BYTES
+
+DEFAULT_MODEL = "synesthesia-minilm"
+DEFAULT_MAX_BATCH_SIZE = 32
+DEFAULT_MAX_WAIT_MS = 5.0
+DEFAULT_MAX_ITEMS_PER_REQUEST = 512
+
+
+class EncoderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(DEFAULT_MODEL, description="registry name of the model family")
+    checkpoint: str | None = Field(None, description="local weights path (never downloaded)")
+    max_batch_size: int = Field(
+        DEFAULT_MAX_BATCH_SIZE, ge=1, description="model rows per forward pass"
+    )
+    max_wait_ms: float = Field(
+        DEFAULT_MAX_WAIT_MS, ge=0, description="how long a batch waits to fill up"
+    )
+    max_items_per_request: int = Field(DEFAULT_MAX_ITEMS_PER_REQUEST, ge=1)
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
+    max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    max_audio_seconds: float = Field(DEFAULT_MAX_SECONDS, gt=0)
+    max_text_bytes: int = Field(DEFAULT_MAX_TEXT_BYTES, ge=1)
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        description="0: one per CPU the process owns (all cores standalone; a Ray replica's "
+        "num_cpus, at least 1)",
+    )
+    prepare_threads: int = Field(2, ge=1, description="threads decoding media")
+
+
+def load_embedder(config: EncoderConfig, modality: Modality) -> Embedder:
+    """The model for one modality (only that modality's weights are loaded)."""
+    kwargs: dict[str, object] = {
+        "modalities": [modality],
+        "max_image_pixels": config.max_image_pixels,
+        "max_audio_seconds": config.max_audio_seconds,
+        "max_text_bytes": config.max_text_bytes,
+    }
+    if config.checkpoint:
+        kwargs["checkpoint"] = config.checkpoint
+    return create_model(config.model, **kwargs)
