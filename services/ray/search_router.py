@@ -170,12 +170,14 @@ class SearchRouter:
 
     async def UpsertStream(
         self,
-        request_stream: AsyncIterator[search_pb2.UpsertRequest],
+        request_stream: AsyncIterator[search_pb2.UpsertStreamRequest],
         grpc_context: Any = None,
-    ) -> AsyncIterator[search_pb2.UpsertResponse]:
+    ) -> AsyncIterator[search_pb2.UpsertStreamResponse]:
         with grpc_status(grpc_context, "UpsertStream"):
-            async for request in request_stream:
-                yield await self._upsert(request)
+            async for chunk in request_stream:
+                request = search_pb2.UpsertRequest(collection=chunk.collection, items=chunk.items)
+                reply = await self._upsert(request)
+                yield search_pb2.UpsertStreamResponse(ids=reply.ids, last_seq=reply.last_seq)
 
     def _split_ids(self, ids: list[str]) -> dict[int, list[str]]:
         parts: dict[int, list[str]] = defaultdict(list)

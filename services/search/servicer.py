@@ -100,11 +100,13 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     async def UpsertStream(
         self,
-        request_iterator: AsyncIterator[search_pb2.UpsertRequest],
+        request_iterator: AsyncIterator[search_pb2.UpsertStreamRequest],
         context: aio.ServicerContext,
-    ) -> AsyncIterator[search_pb2.UpsertResponse]:
-        async for request in request_iterator:
-            yield await self._upsert(request, context)
+    ) -> AsyncIterator[search_pb2.UpsertStreamResponse]:
+        async for chunk in request_iterator:
+            request = search_pb2.UpsertRequest(collection=chunk.collection, items=chunk.items)
+            reply = await self._upsert(request, context)
+            yield search_pb2.UpsertStreamResponse(ids=reply.ids, last_seq=reply.last_seq)
 
     async def Delete(
         self, request: search_pb2.DeleteRequest, context: aio.ServicerContext
