@@ -199,13 +199,13 @@ class SearchRouter:
 
     async def UpsertStream(
         self,
-        request_stream: AsyncIterator[search_pb2.UpsertRequest],
+        request_stream: AsyncIterator[search_pb2.UpsertStreamRequest],
         grpc_context: Any = None,
-    ) -> AsyncIterator[search_pb2.UpsertResponse]:
+    ) -> AsyncIterator[search_pb2.UpsertStreamResponse]:
         with grpc_status(grpc_context, "UpsertStream"):
             async for request in request_stream:
                 ids, seq = await self.flow.upsert(request.collection, request.items, None)
-                yield search_pb2.UpsertResponse(ids=ids, last_seq=seq)
+                yield search_pb2.UpsertStreamResponse(ids=ids, last_seq=seq)
 
     async def Delete(
         self, request: search_pb2.DeleteRequest, grpc_context: Any = None

@@ -49,14 +49,14 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     async def UpsertStream(
         self,
-        request_iterator: AsyncIterator[search_pb2.UpsertRequest],
+        request_iterator: AsyncIterator[search_pb2.UpsertStreamRequest],
         context: aio.ServicerContext,
-    ) -> AsyncIterator[search_pb2.UpsertResponse]:
+    ) -> AsyncIterator[search_pb2.UpsertStreamResponse]:
         async for request in request_iterator:
             ids, seq = await self.flow.upsert(
                 request.collection, request.items, deadline_of(context)
             )
-            yield search_pb2.UpsertResponse(ids=ids, last_seq=seq)
+            yield search_pb2.UpsertStreamResponse(ids=ids, last_seq=seq)
 
     async def Delete(
         self, request: search_pb2.DeleteRequest, context: aio.ServicerContext

@@ -96,10 +96,10 @@ def index_folder(
             total=len(todo), unit="file", desc=f"indexing into {collection!r}", disable=not progress
         )
 
-        def requests() -> Iterator[search_pb2.UpsertRequest]:
+        def requests() -> Iterator[search_pb2.UpsertStreamRequest]:
             for start in range(0, len(todo), batch):
                 part = todo[start : start + batch]
-                yield search_pb2.UpsertRequest(
+                yield search_pb2.UpsertStreamRequest(
                     collection=collection, items=[upsert_item(p, m, root) for p, m in part]
                 )
 

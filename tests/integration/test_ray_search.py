@@ -131,7 +131,7 @@ def both(
         assert list(reply.ids) == [it.id for it in first]
         acks = list(
             stub.UpsertStream(
-                iter([search_pb2.UpsertRequest(collection="tux", items=rest)]),
+                iter([search_pb2.UpsertStreamRequest(collection="tux", items=rest)]),
                 metadata=md,
                 timeout=300,
             )
@@ -247,7 +247,7 @@ def test_sharding_router_top_k_equals_one_flat_index(
     )
     t0 = time.perf_counter()
     requests = (
-        search_pb2.UpsertRequest(
+        search_pb2.UpsertStreamRequest(
             collection="flat",
             items=[
                 search_pb2.UpsertItem(

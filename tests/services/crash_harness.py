@@ -144,7 +144,7 @@ def run(data_dir: Path, kills: int, seed: int = 0, chunk: int = 25) -> CrashRepo
                                     vector=search_pb2.Vector(values=vector_for(item_id).tolist()),
                                 )
                             )
-                        yield search_pb2.UpsertRequest(collection="crash", items=items)
+                        yield search_pb2.UpsertStreamRequest(collection="crash", items=items)
 
                 def consume(stub: search_pb2_grpc.SearchServiceStub = stub) -> None:
                     try:

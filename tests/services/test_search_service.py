@@ -118,7 +118,7 @@ def search(
         chunks = [items[18:27], items[27:]]
         acks = list(
             stub.UpsertStream(
-                iter(search_pb2.UpsertRequest(collection="tux", items=c) for c in chunks),
+                iter(search_pb2.UpsertStreamRequest(collection="tux", items=c) for c in chunks),
                 timeout=120,
             )
         )

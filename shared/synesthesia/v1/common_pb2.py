@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsynesthesia/v1/common.proto\x12\x0esynesthesia.v1*_\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n\rMODALITY_TEXT\x10\x01\x12\x12\n\x0eMODALITY_IMAGE\x10\x02\x12\x12\n\x0eMODALITY_AUDIO\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsynesthesia/v1/common.proto\x12\x0esynesthesia.v1*_\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n\rMODALITY_TEXT\x10\x01\x12\x12\n\x0eMODALITY_IMAGE\x10\x02\x12\x12\n\x0eMODALITY_AUDIO\x10\x03\x42\x8e\x01\n\x12\x63om.synesthesia.v1B\x0b\x43ommonProtoP\x01Z/synesthesia/gen/go/synesthesia/v1;synesthesiav1\xa2\x02\x03SXX\xaa\x02\x0eSynesthesia.V1\xca\x02\x0eSynesthesia\\V1\xea\x02\x0fSynesthesia::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'synesthesia.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\022com.synesthesia.v1B\013CommonProtoP\001Z/synesthesia/gen/go/synesthesia/v1;synesthesiav1\242\002\003SXX\252\002\016Synesthesia.V1\312\002\016Synesthesia\\V1\352\002\017Synesthesia::V1'
   _globals['_MODALITY']._serialized_start=47
   _globals['_MODALITY']._serialized_end=142
 # @@protoc_insertion_point(module_scope)

@@ -26,21 +26,22 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from synesthesia.v1 import common_pb2 as synesthesia_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsynesthesia/v1/search.proto\x12\x0esynesthesia.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1bsynesthesia/v1/common.proto\"\x93\x02\n\x10\x43ollectionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12&\n\x06metric\x18\x03 \x01(\x0e\x32\x16.synesthesia.v1.Metric\x12-\n\nindex_kind\x18\x04 \x01(\x0e\x32\x19.synesthesia.v1.IndexKind\x12G\n\x0cindex_params\x18\x05 \x03(\x0b\x32\x31.synesthesia.v1.CollectionConfig.IndexParamsEntry\x12\x10\n\x08model_id\x18\x06 \x01(\t\x1a\x32\n\x10IndexParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"*\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x10\n\x08model_id\x18\x02 \x01(\t\"\xc4\x01\n\nUpsertItem\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06vector\x18\x02 \x01(\x0b\x32\x16.synesthesia.v1.VectorH\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x04 \x01(\x0cH\x00\x12*\n\x08modality\x18\x05 \x01(\x0e\x32\x18.synesthesia.v1.Modality\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07\x63ontent\"K\n\x17\x43reateCollectionRequest\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32 .synesthesia.v1.CollectionConfig\"L\n\x18\x43reateCollectionResponse\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32 .synesthesia.v1.CollectionConfig\"\x18\n\x16ListCollectionsRequest\"P\n\x17ListCollectionsResponse\x12\x35\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32 .synesthesia.v1.CollectionConfig\"/\n\x19\x44\x65scribeCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\xc1\x01\n\x1a\x44\x65scribeCollectionResponse\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32 .synesthesia.v1.CollectionConfig\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x12\n\ntombstones\x18\x03 \x01(\x04\x12\x15\n\rbytes_on_disk\x18\x04 \x01(\x04\x12\x10\n\x08last_seq\x18\x05 \x01(\x04\x12\x14\n\x0csnapshot_seq\x18\x06 \x01(\x04\x12\x0f\n\x07trained\x18\x07 \x01(\x08\"+\n\x15\x44ropCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"N\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12)\n\x05items\x18\x02 \x03(\x0b\x32\x1a.synesthesia.v1.UpsertItem\"/\n\x0eUpsertResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\"Y\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\'\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x1d\n\x0e\x44\x65leteResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\"-\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"\x7f\n\nStoredItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12*\n\x08modality\x18\x03 \x01(\x0e\x32\x18.synesthesia.v1.Modality\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x0bGetResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.synesthesia.v1.StoredItem\"\xf7\x01\n\x0cQueryRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x0f\n\x05image\x18\x03 \x01(\x0cH\x00\x12\x0f\n\x05\x61udio\x18\x04 \x01(\x0cH\x00\x12(\n\x06vector\x18\x05 \x01(\x0b\x32\x16.synesthesia.v1.VectorH\x00\x12\x0c\n\x02id\x18\x06 \x01(\tH\x00\x12\t\n\x01k\x18\x07 \x01(\x05\x12,\n\nmodalities\x18\x08 \x03(\x0e\x32\x18.synesthesia.v1.Modality\x12\'\n\x06\x66ilter\x18\t \x01(\x0b\x32\x17.google.protobuf.StructB\x07\n\x05query\"|\n\x08QueryHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12*\n\x08modality\x18\x03 \x01(\x0e\x32\x18.synesthesia.v1.Modality\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"7\n\rQueryResponse\x12&\n\x04hits\x18\x01 \x03(\x0b\x32\x18.synesthesia.v1.QueryHit\"%\n\x0fSnapshotRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x8f\x01\n\x10SnapshotResponse\x12G\n\x0csnapshot_seq\x18\x01 \x03(\x0b\x32\x31.synesthesia.v1.SnapshotResponse.SnapshotSeqEntry\x1a\x32\n\x10SnapshotSeqEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01*>\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\r\n\tMETRIC_IP\x10\x01\x12\r\n\tMETRIC_L2\x10\x02*h\n\tIndexKind\x12\x1a\n\x16INDEX_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fINDEX_KIND_FLAT\x10\x01\x12\x13\n\x0fINDEX_KIND_HNSW\x10\x02\x12\x15\n\x11INDEX_KIND_IVF_PQ\x10\x03\x32\xe2\x06\n\rSearchService\x12\x65\n\x10\x43reateCollection\x12\'.synesthesia.v1.CreateCollectionRequest\x1a(.synesthesia.v1.CreateCollectionResponse\x12\x62\n\x0fListCollections\x12&.synesthesia.v1.ListCollectionsRequest\x1a\'.synesthesia.v1.ListCollectionsResponse\x12k\n\x12\x44\x65scribeCollection\x12).synesthesia.v1.DescribeCollectionRequest\x1a*.synesthesia.v1.DescribeCollectionResponse\x12_\n\x0e\x44ropCollection\x12%.synesthesia.v1.DropCollectionRequest\x1a&.synesthesia.v1.DropCollectionResponse\x12G\n\x06Upsert\x12\x1d.synesthesia.v1.UpsertRequest\x1a\x1e.synesthesia.v1.UpsertResponse\x12Q\n\x0cUpsertStream\x12\x1d.synesthesia.v1.UpsertRequest\x1a\x1e.synesthesia.v1.UpsertResponse(\x01\x30\x01\x12G\n\x06\x44\x65lete\x12\x1d.synesthesia.v1.DeleteRequest\x1a\x1e.synesthesia.v1.DeleteResponse\x12>\n\x03Get\x12\x1a.synesthesia.v1.GetRequest\x1a\x1b.synesthesia.v1.GetResponse\x12\x44\n\x05Query\x12\x1c.synesthesia.v1.QueryRequest\x1a\x1d.synesthesia.v1.QueryResponse\x12M\n\x08Snapshot\x12\x1f.synesthesia.v1.SnapshotRequest\x1a .synesthesia.v1.SnapshotResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsynesthesia/v1/search.proto\x12\x0esynesthesia.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1bsynesthesia/v1/common.proto\"\x93\x02\n\x10\x43ollectionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12&\n\x06metric\x18\x03 \x01(\x0e\x32\x16.synesthesia.v1.Metric\x12-\n\nindex_kind\x18\x04 \x01(\x0e\x32\x19.synesthesia.v1.IndexKind\x12G\n\x0cindex_params\x18\x05 \x03(\x0b\x32\x31.synesthesia.v1.CollectionConfig.IndexParamsEntry\x12\x10\n\x08model_id\x18\x06 \x01(\t\x1a\x32\n\x10IndexParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"*\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x10\n\x08model_id\x18\x02 \x01(\t\"\xc4\x01\n\nUpsertItem\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06vector\x18\x02 \x01(\x0b\x32\x16.synesthesia.v1.VectorH\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x04 \x01(\x0cH\x00\x12*\n\x08modality\x18\x05 \x01(\x0e\x32\x18.synesthesia.v1.Modality\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07\x63ontent\"K\n\x17\x43reateCollectionRequest\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32 .synesthesia.v1.CollectionConfig\"L\n\x18\x43reateCollectionResponse\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32 .synesthesia.v1.CollectionConfig\"\x18\n\x16ListCollectionsRequest\"P\n\x17ListCollectionsResponse\x12\x35\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32 .synesthesia.v1.CollectionConfig\"/\n\x19\x44\x65scribeCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\xc1\x01\n\x1a\x44\x65scribeCollectionResponse\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32 .synesthesia.v1.CollectionConfig\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x12\n\ntombstones\x18\x03 \x01(\x04\x12\x15\n\rbytes_on_disk\x18\x04 \x01(\x04\x12\x10\n\x08last_seq\x18\x05 \x01(\x04\x12\x14\n\x0csnapshot_seq\x18\x06 \x01(\x04\x12\x0f\n\x07trained\x18\x07 \x01(\x08\"+\n\x15\x44ropCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"N\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12)\n\x05items\x18\x02 \x03(\x0b\x32\x1a.synesthesia.v1.UpsertItem\"/\n\x0eUpsertResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\"T\n\x13UpsertStreamRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12)\n\x05items\x18\x02 \x03(\x0b\x32\x1a.synesthesia.v1.UpsertItem\"5\n\x14UpsertStreamResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\"Y\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\'\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x1d\n\x0e\x44\x65leteResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\"-\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"\x7f\n\nStoredItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12*\n\x08modality\x18\x03 \x01(\x0e\x32\x18.synesthesia.v1.Modality\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x0bGetResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.synesthesia.v1.StoredItem\"\xf7\x01\n\x0cQueryRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x0f\n\x05image\x18\x03 \x01(\x0cH\x00\x12\x0f\n\x05\x61udio\x18\x04 \x01(\x0cH\x00\x12(\n\x06vector\x18\x05 \x01(\x0b\x32\x16.synesthesia.v1.VectorH\x00\x12\x0c\n\x02id\x18\x06 \x01(\tH\x00\x12\t\n\x01k\x18\x07 \x01(\x05\x12,\n\nmodalities\x18\x08 \x03(\x0e\x32\x18.synesthesia.v1.Modality\x12\'\n\x06\x66ilter\x18\t \x01(\x0b\x32\x17.google.protobuf.StructB\x07\n\x05query\"|\n\x08QueryHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12*\n\x08modality\x18\x03 \x01(\x0e\x32\x18.synesthesia.v1.Modality\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"7\n\rQueryResponse\x12&\n\x04hits\x18\x01 \x03(\x0b\x32\x18.synesthesia.v1.QueryHit\"%\n\x0fSnapshotRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x8f\x01\n\x10SnapshotResponse\x12G\n\x0csnapshot_seq\x18\x01 \x03(\x0b\x32\x31.synesthesia.v1.SnapshotResponse.SnapshotSeqEntry\x1a\x32\n\x10SnapshotSeqEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01*>\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\r\n\tMETRIC_IP\x10\x01\x12\r\n\tMETRIC_L2\x10\x02*h\n\tIndexKind\x12\x1a\n\x16INDEX_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fINDEX_KIND_FLAT\x10\x01\x12\x13\n\x0fINDEX_KIND_HNSW\x10\x02\x12\x15\n\x11INDEX_KIND_IVF_PQ\x10\x03\x32\xee\x06\n\rSearchService\x12\x65\n\x10\x43reateCollection\x12\'.synesthesia.v1.CreateCollectionRequest\x1a(.synesthesia.v1.CreateCollectionResponse\x12\x62\n\x0fListCollections\x12&.synesthesia.v1.ListCollectionsRequest\x1a\'.synesthesia.v1.ListCollectionsResponse\x12k\n\x12\x44\x65scribeCollection\x12).synesthesia.v1.DescribeCollectionRequest\x1a*.synesthesia.v1.DescribeCollectionResponse\x12_\n\x0e\x44ropCollection\x12%.synesthesia.v1.DropCollectionRequest\x1a&.synesthesia.v1.DropCollectionResponse\x12G\n\x06Upsert\x12\x1d.synesthesia.v1.UpsertRequest\x1a\x1e.synesthesia.v1.UpsertResponse\x12]\n\x0cUpsertStream\x12#.synesthesia.v1.UpsertStreamRequest\x1a$.synesthesia.v1.UpsertStreamResponse(\x01\x30\x01\x12G\n\x06\x44\x65lete\x12\x1d.synesthesia.v1.DeleteRequest\x1a\x1e.synesthesia.v1.DeleteResponse\x12>\n\x03Get\x12\x1a.synesthesia.v1.GetRequest\x1a\x1b.synesthesia.v1.GetResponse\x12\x44\n\x05Query\x12\x1c.synesthesia.v1.QueryRequest\x1a\x1d.synesthesia.v1.QueryResponse\x12M\n\x08Snapshot\x12\x1f.synesthesia.v1.SnapshotRequest\x1a .synesthesia.v1.SnapshotResponseB\x8e\x01\n\x12\x63om.synesthesia.v1B\x0bSearchProtoP\x01Z/synesthesia/gen/go/synesthesia/v1;synesthesiav1\xa2\x02\x03SXX\xaa\x02\x0eSynesthesia.V1\xca\x02\x0eSynesthesia\\V1\xea\x02\x0fSynesthesia::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'synesthesia.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\022com.synesthesia.v1B\013SearchProtoP\001Z/synesthesia/gen/go/synesthesia/v1;synesthesiav1\242\002\003SXX\252\002\016Synesthesia.V1\312\002\016Synesthesia\\V1\352\002\017Synesthesia::V1'
   _globals['_COLLECTIONCONFIG_INDEXPARAMSENTRY']._loaded_options = None
   _globals['_COLLECTIONCONFIG_INDEXPARAMSENTRY']._serialized_options = b'8\001'
   _globals['_SNAPSHOTRESPONSE_SNAPSHOTSEQENTRY']._loaded_options = None
   _globals['_SNAPSHOTRESPONSE_SNAPSHOTSEQENTRY']._serialized_options = b'8\001'
-  _globals['_METRIC']._serialized_start=2309
-  _globals['_METRIC']._serialized_end=2371
-  _globals['_INDEXKIND']._serialized_start=2373
-  _globals['_INDEXKIND']._serialized_end=2477
+  _globals['_METRIC']._serialized_start=2450
+  _globals['_METRIC']._serialized_end=2512
+  _globals['_INDEXKIND']._serialized_start=2514
+  _globals['_INDEXKIND']._serialized_end=2618
   _globals['_COLLECTIONCONFIG']._serialized_start=107
   _globals['_COLLECTIONCONFIG']._serialized_end=382
   _globals['_COLLECTIONCONFIG_INDEXPARAMSENTRY']._serialized_start=332
@@ -69,28 +70,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPSERTREQUEST']._serialized_end=1284
   _globals['_UPSERTRESPONSE']._serialized_start=1286
   _globals['_UPSERTRESPONSE']._serialized_end=1333
-  _globals['_DELETEREQUEST']._serialized_start=1335
-  _globals['_DELETEREQUEST']._serialized_end=1424
-  _globals['_DELETERESPONSE']._serialized_start=1426
-  _globals['_DELETERESPONSE']._serialized_end=1455
-  _globals['_GETREQUEST']._serialized_start=1457
-  _globals['_GETREQUEST']._serialized_end=1502
-  _globals['_STOREDITEM']._serialized_start=1504
-  _globals['_STOREDITEM']._serialized_end=1631
-  _globals['_GETRESPONSE']._serialized_start=1633
-  _globals['_GETRESPONSE']._serialized_end=1689
-  _globals['_QUERYREQUEST']._serialized_start=1692
-  _globals['_QUERYREQUEST']._serialized_end=1939
-  _globals['_QUERYHIT']._serialized_start=1941
-  _globals['_QUERYHIT']._serialized_end=2065
-  _globals['_QUERYRESPONSE']._serialized_start=2067
-  _globals['_QUERYRESPONSE']._serialized_end=2122
-  _globals['_SNAPSHOTREQUEST']._serialized_start=2124
-  _globals['_SNAPSHOTREQUEST']._serialized_end=2161
-  _globals['_SNAPSHOTRESPONSE']._serialized_start=2164
-  _globals['_SNAPSHOTRESPONSE']._serialized_end=2307
-  _globals['_SNAPSHOTRESPONSE_SNAPSHOTSEQENTRY']._serialized_start=2257
-  _globals['_SNAPSHOTRESPONSE_SNAPSHOTSEQENTRY']._serialized_end=2307
-  _globals['_SEARCHSERVICE']._serialized_start=2480
-  _globals['_SEARCHSERVICE']._serialized_end=3346
+  _globals['_UPSERTSTREAMREQUEST']._serialized_start=1335
+  _globals['_UPSERTSTREAMREQUEST']._serialized_end=1419
+  _globals['_UPSERTSTREAMRESPONSE']._serialized_start=1421
+  _globals['_UPSERTSTREAMRESPONSE']._serialized_end=1474
+  _globals['_DELETEREQUEST']._serialized_start=1476
+  _globals['_DELETEREQUEST']._serialized_end=1565
+  _globals['_DELETERESPONSE']._serialized_start=1567
+  _globals['_DELETERESPONSE']._serialized_end=1596
+  _globals['_GETREQUEST']._serialized_start=1598
+  _globals['_GETREQUEST']._serialized_end=1643
+  _globals['_STOREDITEM']._serialized_start=1645
+  _globals['_STOREDITEM']._serialized_end=1772
+  _globals['_GETRESPONSE']._serialized_start=1774
+  _globals['_GETRESPONSE']._serialized_end=1830
+  _globals['_QUERYREQUEST']._serialized_start=1833
+  _globals['_QUERYREQUEST']._serialized_end=2080
+  _globals['_QUERYHIT']._serialized_start=2082
+  _globals['_QUERYHIT']._serialized_end=2206
+  _globals['_QUERYRESPONSE']._serialized_start=2208
+  _globals['_QUERYRESPONSE']._serialized_end=2263
+  _globals['_SNAPSHOTREQUEST']._serialized_start=2265
+  _globals['_SNAPSHOTREQUEST']._serialized_end=2302
+  _globals['_SNAPSHOTRESPONSE']._serialized_start=2305
+  _globals['_SNAPSHOTRESPONSE']._serialized_end=2448
+  _globals['_SNAPSHOTRESPONSE_SNAPSHOTSEQENTRY']._serialized_start=2398
+  _globals['_SNAPSHOTRESPONSE_SNAPSHOTSEQENTRY']._serialized_end=2448
+  _globals['_SEARCHSERVICE']._serialized_start=2621
+  _globals['_SEARCHSERVICE']._serialized_end=3499
 # @@protoc_insertion_point(module_scope)

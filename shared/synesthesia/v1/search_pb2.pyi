@@ -148,6 +148,22 @@ class UpsertResponse(_message.Message):
     last_seq: int
     def __init__(self, ids: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ...) -> None: ...
 
+class UpsertStreamRequest(_message.Message):
+    __slots__ = ("collection", "items")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    items: _containers.RepeatedCompositeFieldContainer[UpsertItem]
+    def __init__(self, collection: _Optional[str] = ..., items: _Optional[_Iterable[_Union[UpsertItem, _Mapping]]] = ...) -> None: ...
+
+class UpsertStreamResponse(_message.Message):
+    __slots__ = ("ids", "last_seq")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    last_seq: int
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ...) -> None: ...
+
 class DeleteRequest(_message.Message):
     __slots__ = ("collection", "ids", "filter")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]

@@ -63,8 +63,8 @@ class SearchServiceStub:
                 _registered_method=True)
         self.UpsertStream = channel.stream_stream(
                 '/synesthesia.v1.SearchService/UpsertStream',
-                request_serializer=synesthesia_dot_v1_dot_search__pb2.UpsertRequest.SerializeToString,
-                response_deserializer=synesthesia_dot_v1_dot_search__pb2.UpsertResponse.FromString,
+                request_serializer=synesthesia_dot_v1_dot_search__pb2.UpsertStreamRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_search__pb2.UpsertStreamResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/synesthesia.v1.SearchService/Delete',
@@ -193,8 +193,8 @@ def add_SearchServiceServicer_to_server(servicer, server):
             ),
             'UpsertStream': grpc.stream_stream_rpc_method_handler(
                     servicer.UpsertStream,
-                    request_deserializer=synesthesia_dot_v1_dot_search__pb2.UpsertRequest.FromString,
-                    response_serializer=synesthesia_dot_v1_dot_search__pb2.UpsertResponse.SerializeToString,
+                    request_deserializer=synesthesia_dot_v1_dot_search__pb2.UpsertStreamRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_search__pb2.UpsertStreamResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
@@ -379,8 +379,8 @@ class SearchService:
             request_iterator,
             target,
             '/synesthesia.v1.SearchService/UpsertStream',
-            synesthesia_dot_v1_dot_search__pb2.UpsertRequest.SerializeToString,
-            synesthesia_dot_v1_dot_search__pb2.UpsertResponse.FromString,
+            synesthesia_dot_v1_dot_search__pb2.UpsertStreamRequest.SerializeToString,
+            synesthesia_dot_v1_dot_search__pb2.UpsertStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
