@@ -32,8 +32,8 @@ class MicroBatcher:
     def __init__(
         self,
         encode: Callable[[Sequence[Prepared]], np.ndarray],
-        max_batch: int = 32,
-        max_wait_s: float = 0.005,
+        max_batch: int,
+        max_wait_s: float,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch < 1:
