@@ -54,6 +54,7 @@ async def start_encoder(
         host=settings.host,
         port=settings.resolved_port(),
         max_message_bytes=settings.max_message_bytes,
+        security=settings,
     )
     await loop.run_in_executor(
         None, lambda: model.embed(settings.modality, [warmup_item(settings.modality)])

@@ -7,11 +7,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from synesthesia.modality import Modality
 from synesthesia.services.encoder.config import EncoderConfig
+from synesthesia.serving.security import SecuritySettings
 
 DEFAULT_PORTS = {Modality.TEXT: 50051, Modality.IMAGE: 50052, Modality.AUDIO: 50053}
 
 
-class EncoderSettings(BaseSettings, EncoderConfig):
+class EncoderSettings(BaseSettings, EncoderConfig, SecuritySettings):
     model_config = SettingsConfigDict(env_prefix="SYNESTHESIA_", extra="ignore")
 
     modality: Modality = Modality.TEXT

@@ -16,6 +16,7 @@ from synesthesia.services.search.settings import SearchSettings
 from synesthesia.services.search.store import LocalStore
 from synesthesia.serving.context import configure_logging
 from synesthesia.serving.metrics import start_metrics_server
+from synesthesia.serving.security import channel_credentials
 from synesthesia.serving.server import RunningServer, ServiceSpec, build_server, serve_forever
 from synesthesia.v1 import search_pb2, search_pb2_grpc
 
@@ -52,6 +53,8 @@ class SearchApp:
             s.encoder_timeout_s,
             s.encoder_retries,
             s.max_message_bytes,
+            channel_credentials(s.encoder_tls_ca, s.encoder_tls_cert, s.encoder_tls_key),
+            s.encoder_token.get_secret_value() if s.encoder_token else None,
         )
         self.store = LocalStore(self.manager)
         flow = SearchFlow(self.store, self.gateway, s.max_items_per_request)
@@ -66,6 +69,7 @@ class SearchApp:
             host=s.host,
             port=s.port,
             max_message_bytes=s.max_message_bytes,
+            security=s,
         )
         await self.server.set_serving(True)
         self._snapshots = loop.create_task(self._snapshot_loop())

@@ -23,6 +23,7 @@ from synesthesia.errors import (
 from synesthesia.modality import Modality
 from synesthesia.protoconv import modality_to_proto
 from synesthesia.services.search.flow import EncodedBatch, EncoderInfo
+from synesthesia.serving.security import auth_metadata
 from synesthesia.serving.server import channel_options
 from synesthesia.v1 import encoder_pb2, encoder_pb2_grpc
 
@@ -31,11 +32,20 @@ log = logging.getLogger(__name__)
 
 class EncoderGateway:
     def __init__(
-        self, targets: dict[Modality, str], timeout_s: float, retries: int, max_message_bytes: int
+        self,
+        targets: dict[Modality, str],
+        timeout_s: float,
+        retries: int,
+        max_message_bytes: int,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
     ) -> None:
+        """``credentials``: TLS towards the encoders (None: plaintext); ``token``: the bearer
+        token this service presents to them."""
         self.targets = {m: t for m, t in targets.items() if t}
         self.timeout_s = timeout_s
         self.retries = retries
+        self.metadata = auth_metadata(token)
         # Short reconnect backoff: an encoder that comes back is used again within a second.
         options = [
             *channel_options(max_message_bytes),
@@ -44,7 +54,10 @@ class EncoderGateway:
             ("grpc.max_reconnect_backoff_ms", 1000),
         ]
         self._channels = {
-            m: aio.insecure_channel(t, options=options) for m, t in self.targets.items()
+            m: aio.insecure_channel(t, options=options)
+            if credentials is None
+            else aio.secure_channel(t, credentials, options=options)
+            for m, t in self.targets.items()
         }
         self._stubs = {m: encoder_pb2_grpc.EncoderServiceStub(c) for m, c in self._channels.items()}
 
@@ -73,7 +86,7 @@ class EncoderGateway:
                         f"deadline passed before the {modality.value} encoder answered"
                     )
             try:
-                reply = await stub.Embed(request, timeout=timeout)
+                reply = await stub.Embed(request, timeout=timeout, metadata=self.metadata)
                 break
             except aio.AioRpcError as err:
                 mapped = self._map(modality, err)
@@ -102,7 +115,9 @@ class EncoderGateway:
             raise FailedPrecondition("no encoder service is configured")
         modality, stub = next(iter(self._stubs.items()))
         try:
-            reply = await stub.Info(encoder_pb2.InfoRequest(), timeout=self.timeout_s)
+            reply = await stub.Info(
+                encoder_pb2.InfoRequest(), timeout=self.timeout_s, metadata=self.metadata
+            )
         except aio.AioRpcError as err:
             raise self._map(modality, err) from None
         return EncoderInfo(reply.model_id, reply.dim)

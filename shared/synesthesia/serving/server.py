@@ -16,6 +16,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from synesthesia.serving.interceptors import ServerInterceptor
+from synesthesia.serving.security import (
+    SecuritySettings,
+    check_exposure,
+    server_credentials,
+    server_interceptors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +90,17 @@ async def build_server(
     host: str = "127.0.0.1",
     port: int = 0,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    security: SecuritySettings | None = None,
 ) -> RunningServer:
     """Create and start a server; health starts NOT_SERVING until the caller has warmed up and
-    calls ``set_serving()``. Port 0 picks a free port (returned)."""
+    calls ``set_serving()``. Port 0 picks a free port (returned). ``security``: TLS/mTLS and
+    bearer tokens (serving/security.py); a non-loopback ``host`` with neither is refused unless
+    it says ``insecure``."""
+    security = security or SecuritySettings()
+    check_exposure(host, security)
+    credentials = server_credentials(security)
     server = aio.server(
-        interceptors=[ServerInterceptor()],
+        interceptors=[ServerInterceptor(), *server_interceptors(security)],
         options=server_options(max_message_bytes),
     )
     health_servicer = health.aio.HealthServicer()
@@ -99,13 +111,24 @@ async def build_server(
     reflection.enable_server_reflection(
         (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
     if bound == 0:
         raise OSError(f"could not bind {host}:{port}")
     running = RunningServer(server, bound, health_servicer, names)
     await running.set_serving(False)
     await server.start()
-    log.info("listening on %s:%d (%s)", host, bound, ", ".join(names))
+    log.info(
+        "listening on %s:%d (%s; %s%s)",
+        host,
+        bound,
+        ", ".join(names),
+        "mTLS" if security.tls_client_ca else "TLS" if credentials else "plaintext",
+        ", bearer tokens" if security.tokens_file else "",
+    )
     return running
 
 
