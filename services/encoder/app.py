@@ -55,6 +55,7 @@ async def start_encoder(
         port=settings.resolved_port(),
         max_message_bytes=settings.max_message_bytes,
         security=settings,
+        max_in_flight=settings.max_in_flight,
     )
     await loop.run_in_executor(
         None, lambda: model.embed(settings.modality, [warmup_item(settings.modality)])

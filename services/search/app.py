@@ -70,6 +70,7 @@ class SearchApp:
             port=s.port,
             max_message_bytes=s.max_message_bytes,
             security=s,
+            max_in_flight=s.max_in_flight,
         )
         await self.server.set_serving(True)
         self._snapshots = loop.create_task(self._snapshot_loop())

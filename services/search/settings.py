@@ -35,6 +35,9 @@ class SearchSettings(BaseSettings, SecuritySettings):
     max_items_per_request: int = Field(1024, ge=1)
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
     sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL)$")
+    max_in_flight: int = Field(
+        256, ge=1, description="RPCs admitted at once; more: RESOURCE_EXHAUSTED (load shedding)"
+    )
     metrics_port: int | None = None
     grace_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"

@@ -15,6 +15,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from synesthesia.serving.admission import AdmissionInterceptor
 from synesthesia.serving.interceptors import ServerInterceptor
 from synesthesia.serving.security import (
     SecuritySettings,
@@ -91,16 +92,22 @@ async def build_server(
     port: int = 0,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     security: SecuritySettings | None = None,
+    max_in_flight: int | None = None,
 ) -> RunningServer:
     """Create and start a server; health starts NOT_SERVING until the caller has warmed up and
     calls ``set_serving()``. Port 0 picks a free port (returned). ``security``: TLS/mTLS and
     bearer tokens (serving/security.py); a non-loopback ``host`` with neither is refused unless
-    it says ``insecure``."""
+    it says ``insecure``. ``max_in_flight``: RPCs admitted at once, more are refused with
+    RESOURCE_EXHAUSTED (serving/admission.py); None: no limit."""
     security = security or SecuritySettings()
     check_exposure(host, security)
     credentials = server_credentials(security)
     server = aio.server(
-        interceptors=[ServerInterceptor(), *server_interceptors(security)],
+        interceptors=[
+            ServerInterceptor(),
+            *server_interceptors(security),  # before admission: a refused token takes no slot
+            *([AdmissionInterceptor(max_in_flight, f"{host}:{port}")] if max_in_flight else []),
+        ],
         options=server_options(max_message_bytes),
     )
     health_servicer = health.aio.HealthServicer()

@@ -1,0 +1,108 @@
+"""Load shedding: a server admits at most ``max_in_flight`` RPCs at once (health and reflection
+not counted). One more is refused at once with RESOURCE_EXHAUSTED and a retry hint in trailing
+metadata (``retry-after-ms``: the recent mean time an admitted call took), instead of queueing
+until every caller's deadline has passed. The project's clients back off and retry it.
+
+Prometheus: ``synesthesia_in_flight`` (admitted RPCs now) and ``synesthesia_shed_total``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+from prometheus_client import Counter, Gauge
+
+from synesthesia.serving.security import OPEN_PREFIXES
+
+RETRY_AFTER_HEADER = "retry-after-ms"
+
+IN_FLIGHT = Gauge("synesthesia_in_flight", "RPCs admitted and not finished", ["server"])
+SHED = Counter("synesthesia_shed_total", "RPCs refused with RESOURCE_EXHAUSTED", ["method"])
+
+
+class AdmissionInterceptor(aio.ServerInterceptor):
+    def __init__(self, max_in_flight: int, server: str) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self._gauge = IN_FLIGHT.labels(server)
+        self._mean_s = 0.05  # moving average of admitted calls' duration
+
+    def _retry_after_ms(self) -> int:
+        return max(10, int(1000 * self._mean_s))
+
+    def _enter(self) -> bool:
+        if self.in_flight >= self.max_in_flight:
+            return False
+        self.in_flight += 1  # one event loop: no lock needed
+        self._gauge.set(self.in_flight)
+        return True
+
+    def _leave(self, started: float) -> None:
+        self.in_flight -= 1
+        self._gauge.set(self.in_flight)
+        self._mean_s = 0.9 * self._mean_s + 0.1 * (time.perf_counter() - started)
+
+    async def _refuse(self, context: aio.ServicerContext, method: str) -> None:
+        SHED.labels(method).inc()
+        context.set_trailing_metadata(((RETRY_AFTER_HEADER, str(self._retry_after_ms())),))
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the server is at capacity ({self.max_in_flight} calls in flight); retry after "
+            f"{self._retry_after_ms()} ms",
+        )
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        kw = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary or handler.stream_unary:
+            inner = handler.unary_unary or handler.stream_unary
+
+            async def unary(request: Any, context: aio.ServicerContext) -> Any:
+                if not self._enter():
+                    await self._refuse(context, method)
+                started = time.perf_counter()
+                try:
+                    return await inner(request, context)
+                finally:
+                    self._leave(started)
+
+            factory = (
+                grpc.unary_unary_rpc_method_handler
+                if handler.unary_unary
+                else grpc.stream_unary_rpc_method_handler
+            )
+            return factory(unary, **kw)
+
+        stream = handler.unary_stream or handler.stream_stream
+
+        async def streaming(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+            if not self._enter():
+                await self._refuse(context, method)
+            started = time.perf_counter()
+            try:
+                async for reply in stream(request, context):
+                    yield reply
+            finally:
+                self._leave(started)
+
+        factory = (
+            grpc.unary_stream_rpc_method_handler
+            if handler.unary_stream
+            else grpc.stream_stream_rpc_method_handler
+        )
+        return factory(streaming, **kw)
