@@ -66,6 +66,12 @@ class SearchOptions(BaseModel):
         default_factory=lambda: {"text": "text", "image": "image", "audio": "audio"},
         description="modality -> name of the Ray Serve application hosting its encoder",
     )
+    pin_shards: bool = Field(
+        default=False,
+        description="shard i runs only on a Ray node offering the custom resource "
+        "synesthesia_shard_<i> (the chart gives each shard its own worker group and "
+        "ReadWriteOnce volume)",
+    )
     shard_num_cpus: float = Field(
         default=0.25,
         gt=0,

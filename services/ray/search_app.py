@@ -21,12 +21,25 @@ def build_search_app(args: AppArgs) -> Application:
         "max_ongoing_requests": 64,
     }
     shards = [
-        SearchShard.options(name=f"SearchShard{i}", **shard_options).bind(
-            i, opts.model_dump(mode="json")
-        )
+        SearchShard.options(
+            name=f"SearchShard{i}", **_pinned(shard_options, i, opts.pin_shards)
+        ).bind(i, opts.model_dump(mode="json"))
         for i in range(opts.shards)
     ]
     router_options: dict[str, Any] = {"name": "SearchRouter", **args.scaling.deployment_options()}
     return SearchRouter.options(**router_options).bind(
         shards, dict(opts.encoder_apps), opts.max_items_per_request
     )
+
+
+def shard_resource(index: int) -> str:
+    return f"synesthesia_shard_{index}"
+
+
+def _pinned(options: dict[str, Any], index: int, pin: bool) -> dict[str, Any]:
+    """Shard ``index`` needs one unit of its own custom resource when pinned, so Ray places it
+    only on the node (pod) that owns its volume."""
+    if not pin:
+        return options
+    actor = {**options["ray_actor_options"], "resources": {shard_resource(index): 1}}
+    return {**options, "ray_actor_options": actor}

@@ -36,13 +36,29 @@ from synesthesia.v1 import encoder_pb2, search_pb2
 
 
 class ShardedStore:
-    """The Store interface over N shard deployments."""
+    """The Store interface over N shard deployments. A shard that is down (its replica died and
+    Serve is restarting it) makes every call that needs it UNAVAILABLE naming the shard: a query
+    never answers from a subset of the shards, and a write is acknowledged only when every
+    owning shard has committed it."""
 
     def __init__(self, shards: list[DeploymentHandle]) -> None:
         self.shards = shards
 
+    async def _call(self, shard: int, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(self.shards[shard], method).remote(*args)
+        except SynesthesiaError:  # a domain error raised in the shard (NotFound, InvalidInput…)
+            raise
+        except Exception as exc:
+            raise Unavailable(
+                f"search shard {shard} of {len(self.shards)} is unavailable "
+                f"({type(exc).__name__}); retry shortly"
+            ) from exc
+
     async def _all(self, method: str, *args: Any) -> list[Any]:
-        return list(await asyncio.gather(*(getattr(s, method).remote(*args) for s in self.shards)))
+        return list(
+            await asyncio.gather(*(self._call(i, method, *args) for i in range(len(self.shards))))
+        )
 
     def _split(self, ids: Sequence[str]) -> dict[int, list[str]]:
         parts: dict[int, list[str]] = defaultdict(list)
@@ -54,10 +70,10 @@ class ShardedStore:
         return (await self._all("create", spec))[0]
 
     async def specs(self) -> list[CollectionSpec]:
-        return await self.shards[0].specs.remote()
+        return await self._call(0, "specs")
 
     async def spec(self, collection: str) -> CollectionSpec:
-        return await self.shards[0].spec.remote(collection)
+        return await self._call(0, "spec", collection)
 
     async def describe(self, collection: str) -> CollectionInfo:
         return spec_info(await self._all("describe", collection))
@@ -73,14 +89,12 @@ class ShardedStore:
         for item in items:
             parts[shard_of(item.id, len(self.shards))].append(item)
         seqs = await asyncio.gather(
-            *(self.shards[s].write.remote(collection, part) for s, part in parts.items())
+            *(self._call(s, "write", collection, part) for s, part in parts.items())
         )
         return max(seqs)
 
     async def delete(self, collection: str, ids: list[str]) -> list[str]:
-        calls = [
-            self.shards[s].delete.remote(collection, part) for s, part in self._split(ids).items()
-        ]
+        calls = [self._call(s, "delete", collection, part) for s, part in self._split(ids).items()]
         deleted = {i for part in await asyncio.gather(*calls) for i in part}
         return [i for i in dict.fromkeys(ids) if i in deleted]
 
@@ -91,9 +105,7 @@ class ShardedStore:
         if not ids:
             await self.spec(collection)  # NotFound for an unknown collection, as standalone
             return []
-        calls = [
-            self.shards[s].get.remote(collection, part) for s, part in self._split(ids).items()
-        ]
+        calls = [self._call(s, "get", collection, part) for s, part in self._split(ids).items()]
         found = {it.id: it for part in await asyncio.gather(*calls) for it in part}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
@@ -105,8 +117,8 @@ class ShardedStore:
     async def query_by_id(
         self, collection: str, item_id: str, k: int, flt: dict[str, Any]
     ) -> list[Hit]:
-        owner = self.shards[shard_of(item_id, len(self.shards))]
-        vector = await owner.vector_of.remote(collection, item_id)
+        owner = shard_of(item_id, len(self.shards))
+        vector = await self._call(owner, "vector_of", collection, item_id)
         lists = await self._all("query", collection, vector, k + 1, flt)
         # the item itself is left out, as in the standalone service
         return merge_top_k([[h for h in hits if h.id != item_id] for hits in lists], k)
