@@ -38,8 +38,12 @@ def build_encoder_app(service: str, args: AppArgs) -> Application:
         **args.scaling.deployment_options(),
     }
     return EncoderDeployment.options(**options).bind(
-        service, args.encoder.model_dump(), args.scaling.num_cpus
+        service, args.encoder.model_dump(), args.scaling.num_cpus, _path(args.tokens_file)
     )
+
+
+def _path(path: object | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def build_app(args: AppArgs) -> Application:

@@ -66,6 +66,9 @@ class SearchOptions(BaseModel):
         default_factory=lambda: {"text": "text", "image": "image", "audio": "audio"},
         description="modality -> name of the Ray Serve application hosting its encoder",
     )
+    shard_timeout_s: float = Field(
+        default=30.0, gt=0, description="longest wait for one shard's answer (UNAVAILABLE past it)"
+    )
     pin_shards: bool = Field(
         default=False,
         description="shard i runs only on a Ray node offering the custom resource "
@@ -88,3 +91,8 @@ class AppArgs(BaseModel):
     encoder: EncoderConfig = Field(default_factory=lambda: EncoderConfig())
     search: SearchOptions = Field(default_factory=lambda: SearchOptions())
     scaling: Scaling = Field(default_factory=lambda: Scaling())
+    tokens_file: Path | None = Field(
+        default=None,
+        description="hashed bearer tokens checked on calls through Ray's gRPC proxy "
+        "(the format of SYNESTHESIA_TOKENS_FILE)",
+    )

@@ -25,7 +25,7 @@ from synesthesia.services.encoder.config import (
 )
 from synesthesia.services.encoder.core import EncoderCore, PreparedRequest
 from synesthesia.services.encoder.warmup import warmup_item
-from synesthesia.services.ray.status import grpc_status
+from synesthesia.services.ray.status import CallGuard, grpc_status
 from synesthesia.v1 import encoder_pb2
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,14 @@ def _rows(prepared: list[Prepared]) -> int:
 
 @serve.deployment
 class EncoderDeployment:
-    def __init__(self, modality: str, options: dict[str, Any], num_cpus: float = 1.0) -> None:
+    def __init__(
+        self,
+        modality: str,
+        options: dict[str, Any],
+        num_cpus: float = 1.0,
+        tokens_file: str | None = None,
+    ) -> None:
+        self.guard = CallGuard("synesthesia.v1.EncoderService", tokens_file)
         config = EncoderConfig.model_validate(options)
         torch.set_num_threads(config.torch_threads or max(1, int(num_cpus)))
         m = Modality.parse(modality)
@@ -77,7 +84,7 @@ class EncoderDeployment:
     async def Embed(
         self, request: encoder_pb2.EmbedRequest, grpc_context: Any = None
     ) -> encoder_pb2.EmbedResponse:
-        with grpc_status(grpc_context, "Embed"):
+        with grpc_status(grpc_context, "Embed", self.guard):
             req = await self._prepare(request.modality, list(request.items))
             return self.core.embed_response(req, await self._vectors(req))
 
@@ -86,7 +93,7 @@ class EncoderDeployment:
         request_stream: AsyncIterator[encoder_pb2.EmbedStreamRequest],
         grpc_context: Any = None,
     ) -> AsyncIterator[encoder_pb2.EmbedStreamResponse]:
-        with grpc_status(grpc_context, "EmbedStream"):
+        with grpc_status(grpc_context, "EmbedStream", self.guard):
             async for chunk in request_stream:
                 req = await self._prepare(chunk.modality, list(chunk.items))
                 yield self.core.stream_response(req, await self._vectors(req))
@@ -94,7 +101,8 @@ class EncoderDeployment:
     async def Info(
         self, request: encoder_pb2.InfoRequest, grpc_context: Any = None
     ) -> encoder_pb2.InfoResponse:
-        return self.core.info()
+        with grpc_status(grpc_context, "Info", self.guard):
+            return self.core.info()
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: Any = None

@@ -28,7 +28,11 @@ def build_search_app(args: AppArgs) -> Application:
     ]
     router_options: dict[str, Any] = {"name": "SearchRouter", **args.scaling.deployment_options()}
     return SearchRouter.options(**router_options).bind(
-        shards, dict(opts.encoder_apps), opts.max_items_per_request
+        shards,
+        dict(opts.encoder_apps),
+        opts.max_items_per_request,
+        None if args.tokens_file is None else str(args.tokens_file),
+        opts.shard_timeout_s,
     )
 
 

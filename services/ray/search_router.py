@@ -22,7 +22,7 @@ from synesthesia.index.types import CollectionInfo, CollectionSpec, Hit, StoredI
 from synesthesia.modality import Modality
 from synesthesia.services.ray.app import DEPLOYMENT_NAMES
 from synesthesia.services.ray.search_shard import shard_of
-from synesthesia.services.ray.status import grpc_status
+from synesthesia.services.ray.status import CallGuard, grpc_status
 from synesthesia.services.search.encoders import embed_request, encoded_batch
 from synesthesia.services.search.flow import (
     EncodedBatch,
@@ -37,18 +37,26 @@ from synesthesia.v1 import encoder_pb2, search_pb2
 
 class ShardedStore:
     """The Store interface over N shard deployments. A shard that is down (its replica died and
-    Serve is restarting it) makes every call that needs it UNAVAILABLE naming the shard: a query
-    never answers from a subset of the shards, and a write is acknowledged only when every
-    owning shard has committed it."""
+    Serve is restarting it) makes every call that needs it fail with UNAVAILABLE naming the
+    shard, or wait for the restarted replica (Serve holds calls for a deployment with no live
+    replica) up to the caller's deadline or ``timeout_s``: a query never answers from a subset
+    of the shards, and a write is acknowledged only when every owning shard has committed it."""
 
-    def __init__(self, shards: list[DeploymentHandle]) -> None:
+    def __init__(self, shards: list[DeploymentHandle], timeout_s: float = 30.0) -> None:
         self.shards = shards
+        self.timeout_s = timeout_s
 
     async def _call(self, shard: int, method: str, *args: Any) -> Any:
+        call = getattr(self.shards[shard], method).remote(*args)
         try:
-            return await getattr(self.shards[shard], method).remote(*args)
+            return await asyncio.wait_for(call, self.timeout_s)
         except SynesthesiaError:  # a domain error raised in the shard (NotFound, InvalidInput…)
             raise
+        except TimeoutError:
+            raise Unavailable(
+                f"search shard {shard} of {len(self.shards)} did not answer within "
+                f"{self.timeout_s:g} s; retry shortly"
+            ) from None
         except Exception as exc:
             raise Unavailable(
                 f"search shard {shard} of {len(self.shards)} is unavailable "
@@ -168,44 +176,51 @@ class RayEncoders:
 @serve.deployment
 class SearchRouter:
     def __init__(
-        self, shards: list[DeploymentHandle], encoder_apps: dict[str, str], max_items: int
+        self,
+        shards: list[DeploymentHandle],
+        encoder_apps: dict[str, str],
+        max_items: int,
+        tokens_file: str | None = None,
+        shard_timeout_s: float = 30.0,
     ) -> None:
-        self.flow = SearchFlow(ShardedStore(shards), RayEncoders(encoder_apps), max_items)
+        self.guard = CallGuard("synesthesia.v1.SearchService", tokens_file)
+        store = ShardedStore(shards, shard_timeout_s)
+        self.flow = SearchFlow(store, RayEncoders(encoder_apps), max_items)
 
     async def CreateCollection(
         self, request: search_pb2.CreateCollectionRequest, grpc_context: Any = None
     ) -> search_pb2.CreateCollectionResponse:
-        with grpc_status(grpc_context, "CreateCollection"):
+        with grpc_status(grpc_context, "CreateCollection", self.guard):
             return await self.flow.create(request)
 
     async def ListCollections(
         self, request: search_pb2.ListCollectionsRequest, grpc_context: Any = None
     ) -> search_pb2.ListCollectionsResponse:
-        with grpc_status(grpc_context, "ListCollections"):
+        with grpc_status(grpc_context, "ListCollections", self.guard):
             return await self.flow.list_collections()
 
     async def DescribeCollection(
         self, request: search_pb2.DescribeCollectionRequest, grpc_context: Any = None
     ) -> search_pb2.DescribeCollectionResponse:
-        with grpc_status(grpc_context, "DescribeCollection"):
+        with grpc_status(grpc_context, "DescribeCollection", self.guard):
             return await self.flow.describe(request.collection)
 
     async def DropCollection(
         self, request: search_pb2.DropCollectionRequest, grpc_context: Any = None
     ) -> search_pb2.DropCollectionResponse:
-        with grpc_status(grpc_context, "DropCollection"):
+        with grpc_status(grpc_context, "DropCollection", self.guard):
             return await self.flow.drop(request.collection)
 
     async def Snapshot(
         self, request: search_pb2.SnapshotRequest, grpc_context: Any = None
     ) -> search_pb2.SnapshotResponse:
-        with grpc_status(grpc_context, "Snapshot"):
+        with grpc_status(grpc_context, "Snapshot", self.guard):
             return await self.flow.snapshot(request.collection)
 
     async def Upsert(
         self, request: search_pb2.UpsertRequest, grpc_context: Any = None
     ) -> search_pb2.UpsertResponse:
-        with grpc_status(grpc_context, "Upsert"):
+        with grpc_status(grpc_context, "Upsert", self.guard):
             ids, seq = await self.flow.upsert(request.collection, request.items, None)
             return search_pb2.UpsertResponse(ids=ids, last_seq=seq)
 
@@ -214,7 +229,7 @@ class SearchRouter:
         request_stream: AsyncIterator[search_pb2.UpsertStreamRequest],
         grpc_context: Any = None,
     ) -> AsyncIterator[search_pb2.UpsertStreamResponse]:
-        with grpc_status(grpc_context, "UpsertStream"):
+        with grpc_status(grpc_context, "UpsertStream", self.guard):
             async for request in request_stream:
                 ids, seq = await self.flow.upsert(request.collection, request.items, None)
                 yield search_pb2.UpsertStreamResponse(ids=ids, last_seq=seq)
@@ -222,19 +237,19 @@ class SearchRouter:
     async def Delete(
         self, request: search_pb2.DeleteRequest, grpc_context: Any = None
     ) -> search_pb2.DeleteResponse:
-        with grpc_status(grpc_context, "Delete"):
+        with grpc_status(grpc_context, "Delete", self.guard):
             return await self.flow.delete(request)
 
     async def Get(
         self, request: search_pb2.GetRequest, grpc_context: Any = None
     ) -> search_pb2.GetResponse:
-        with grpc_status(grpc_context, "Get"):
+        with grpc_status(grpc_context, "Get", self.guard):
             return await self.flow.get(request)
 
     async def Query(
         self, request: search_pb2.QueryRequest, grpc_context: Any = None
     ) -> search_pb2.QueryResponse:
-        with grpc_status(grpc_context, "Query"):
+        with grpc_status(grpc_context, "Query", self.guard):
             return await self.flow.query(request, None)
 
     async def Check(

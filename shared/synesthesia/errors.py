@@ -37,6 +37,18 @@ class Unavailable(SynesthesiaError):
     code = "UNAVAILABLE"
 
 
+class Unauthenticated(SynesthesiaError):
+    """No credentials, or credentials the server does not know."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(SynesthesiaError):
+    """Known credentials whose role does not allow this call."""
+
+    code = "PERMISSION_DENIED"
+
+
 class ResourceExhausted(SynesthesiaError):
     code = "RESOURCE_EXHAUSTED"
 

@@ -73,17 +73,20 @@ def test_ray_mode_renders_a_rayservice_with_the_serve_config() -> None:
     assert rs["apiVersion"] == "ray.io/v1"
     serve_config = yaml.safe_load(rs["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(serve_config)
-    assert serve_config == yaml.safe_load((REPO / "services/ray/serve_config.yaml").read_text())
+    expected = yaml.safe_load((REPO / "services/ray/serve_config.yaml").read_text())
+    for app in expected["applications"]:  # the chart pins the shards to their worker groups
+        if app["args"]["service"] == "search":
+            app["args"]["search"]["pin_shards"] = True
+    assert serve_config == expected
     cluster = rs["spec"]["rayClusterConfig"]
     assert cluster["rayVersion"] == __import__("ray").__version__
     head = cluster["headGroupSpec"]["template"]
     workers = cluster["workerGroupSpecs"]
-    assert len(workers) == 1 and workers[0]["minReplicas"] <= workers[0]["maxReplicas"]
-    for template in (head, workers[0]["template"]):
+    assert workers[0]["groupName"] == "workers"
+    assert workers[0]["minReplicas"] <= workers[0]["maxReplicas"]
+    for template in (head, *(w["template"] for w in workers)):
         pod_template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "x"}}
         kv.validate({**pod_template, "template": template}, KUBE, strict=True)
-        mounts = template["spec"]["containers"][0]["volumeMounts"]
-        assert {"name": "search-index", "mountPath": "/data"} in mounts
     ports = {p["name"]: p["containerPort"] for p in head["spec"]["containers"][0]["ports"]}
     assert ports["grpc"] == serve_config["grpc_options"]["port"]
     (svc,) = by_kind(docs, "Service")
@@ -92,6 +95,51 @@ def test_ray_mode_renders_a_rayservice_with_the_serve_config() -> None:
         head["metadata"]["labels"].items()
         >= {k: v for k, v in svc["spec"]["selector"].items() if not k.startswith("ray.io/")}.items()
     )
+
+
+def test_each_search_shard_owns_a_read_write_once_volume() -> None:
+    """No SQLite file on a shared (ReadWriteMany / network) volume: shard i runs alone in the
+    worker group shard-<i>, which offers the Ray resource only shard i requires, and mounts its
+    own ReadWriteOnce claim; no other Ray pod mounts any claim."""
+    from synesthesia.services.ray.app import build_app
+    from synesthesia.services.ray.args import AppArgs
+
+    docs = render({})
+    claims = by_kind(docs, "PersistentVolumeClaim")
+    assert all(c["spec"]["accessModes"] == ["ReadWriteOnce"] for c in claims)
+    (rs,) = by_kind(docs, "RayService")
+    cluster = rs["spec"]["rayClusterConfig"]
+    serve_config = yaml.safe_load(rs["spec"]["serveConfigV2"])
+    (search,) = [a for a in serve_config["applications"] if a["args"]["service"] == "search"]
+    shards = search["args"]["search"]["shards"]
+    groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
+    mounted: list[str] = []
+    for template in (
+        cluster["headGroupSpec"]["template"],
+        *(g["template"] for g in groups.values()),
+    ):
+        for volume in template["spec"]["volumes"]:
+            if "persistentVolumeClaim" in volume:
+                mounted.append(volume["persistentVolumeClaim"]["claimName"])
+    assert sorted(mounted) == sorted(c["metadata"]["name"] for c in claims)
+    assert len(claims) == shards
+    app = build_app(AppArgs.model_validate(search["args"]))
+    for i, shard in enumerate(app._bound_deployment.init_args[0]):
+        group = groups[f"shard-{i}"]
+        assert group["replicas"] == group["maxReplicas"] == 1
+        needs = shard._bound_deployment.ray_actor_options["resources"]
+        assert needs == {f"synesthesia_shard_{i}": 1}
+        offered = yaml.safe_load(group["rayStartParams"]["resources"].strip("'\""))
+        assert offered == needs
+        (claim,) = [
+            v["persistentVolumeClaim"]["claimName"]
+            for v in group["template"]["spec"]["volumes"]
+            if "persistentVolumeClaim" in v
+        ]
+        assert claim == f"syn-synesthesia-shard-{i}"
+    for variant in VARIANTS.values():
+        for claim in by_kind(render(variant), "PersistentVolumeClaim"):
+            assert "ReadWriteMany" not in claim["spec"]["accessModes"]
 
 
 def test_tls_options_front_the_grpc_proxy() -> None:

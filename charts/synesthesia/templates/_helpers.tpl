@@ -29,11 +29,3 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ $v | quote }}
 {{- end }}
 {{- end -}}
-
-{{- define "synesthesia.searchClaim" -}}
-{{- if .Values.ray.searchVolume.existingClaim -}}
-{{ .Values.ray.searchVolume.existingClaim }}
-{{- else -}}
-{{ include "synesthesia.fullname" . }}-ray-index
-{{- end -}}
-{{- end -}}

@@ -1,13 +1,23 @@
-{{/* Volumes of every Ray pod: the shared search index (or an emptyDir) and /dev/shm. */}}
+{{/* Volumes of every Ray pod: /dev/shm for the object store. */}}
 {{- define "synesthesia.rayVolumes" -}}
-- name: search-index
-{{- if .Values.ray.searchVolume.enabled }}
-  persistentVolumeClaim:
-    claimName: {{ include "synesthesia.searchClaim" . }}
-{{- else }}
-  emptyDir: {}
-{{- end }}
 - name: dshm
   emptyDir:
     medium: Memory
+{{- end -}}
+
+{{/* The serve config with the search shards pinned to their worker groups. */}}
+{{- define "synesthesia.serveConfig" -}}
+{{- $cfg := deepCopy .Values.ray.serveConfig }}
+{{- range $cfg.applications }}
+{{- if and (hasKey . "args") (eq (toString (dig "service" "" .args)) "search") }}
+{{- $search := dig "search" dict .args }}
+{{- $_ := set $search "pin_shards" true }}
+{{- $_ := set .args "search" $search }}
+{{- end }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end -}}
+
+{{- define "synesthesia.shardClaim" -}}
+{{ include "synesthesia.fullname" .root }}-shard-{{ .index }}
 {{- end -}}
