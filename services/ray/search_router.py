@@ -252,6 +252,12 @@ class SearchRouter:
         with grpc_status(grpc_context, "Query", self.guard):
             return await self.flow.query(request, None)
 
+    async def Classify(
+        self, request: search_pb2.ClassifyRequest, grpc_context: Any = None
+    ) -> search_pb2.ClassifyResponse:
+        with grpc_status(grpc_context, "Classify", self.guard):
+            return await self.flow.classify(request, None)
+
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: Any = None
     ) -> health_pb2.HealthCheckResponse:

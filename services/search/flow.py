@@ -12,6 +12,7 @@ that fails any check costs no encoder time, and a failed embedding writes nothin
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,6 +44,9 @@ from synesthesia.v1 import search_pb2
 
 Content = str | bytes
 _QUERY_MODALITY = {"text": Modality.TEXT, "image": Modality.IMAGE, "audio": Modality.AUDIO}
+MAX_LABELS = 1000
+MAX_LABEL_CHARS = 1000
+DEFAULT_TEMPERATURE = 0.01
 
 
 @dataclass
@@ -319,6 +323,68 @@ class SearchFlow:
             _check_query_model(spec, model_id)
         q = as_vector(np.asarray(vector, np.float32), spec.dim, 0, "query")
         return _hits(await self.store.query(request.collection, q, k, flt))
+
+    # -- classification ------------------------------------------------------------------------
+    async def classify(
+        self, request: search_pb2.ClassifyRequest, deadline: float | None
+    ) -> search_pb2.ClassifyResponse:
+        kind = request.WhichOneof("item")
+        if kind is None:
+            raise InvalidInput("classify needs an item: text, image or audio")
+        labels = list(request.labels)
+        texts = label_texts(labels, request.template)
+        temperature = request.temperature or DEFAULT_TEMPERATURE
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise InvalidInput(f"temperature must be a positive number, got {temperature}")
+        item, words = await asyncio.gather(
+            self.encoders.embed(
+                _QUERY_MODALITY[kind], [getattr(request, kind)], ["item"], deadline
+            ),
+            self.encoders.embed(
+                Modality.TEXT, texts, [f"label {i}" for i in range(len(texts))], deadline
+            ),
+        )
+        if item.model_id != words.model_id:
+            raise FailedPrecondition(
+                f"the {kind} encoder serves {item.model_id!r} and the text encoder "
+                f"{words.model_id!r}: their vectors cannot be compared"
+            )
+        scores = words.vectors @ item.vectors[0]
+        logits = scores / temperature
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        order = np.argsort(-scores, kind="stable")
+        return search_pb2.ClassifyResponse(
+            labels=[
+                search_pb2.LabelScore(
+                    label=labels[i], score=float(scores[i]), probability=float(probs[i])
+                )
+                for i in order
+            ],
+            model_id=item.model_id,
+        )
+
+
+def label_texts(labels: Sequence[str], template: str) -> list[str]:
+    """The texts to embed for ``labels``: each label inside ``template`` ("{}" marks it)."""
+    if not labels:
+        raise InvalidInput("classify needs at least one label")
+    if len(labels) > MAX_LABELS:
+        raise InvalidInput(f"classify has {len(labels)} labels; the limit is {MAX_LABELS}")
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        if not label.strip():
+            raise InvalidInput(f"label {i} is empty")
+        if len(label) > MAX_LABEL_CHARS:
+            raise InvalidInput(f"label {i} is longer than {MAX_LABEL_CHARS} characters")
+        if label in seen:
+            raise InvalidInput(f"label {i} {label!r} repeats label {seen[label]}")
+        seen[label] = i
+    if not template:
+        return list(labels)
+    if template.count("{}") != 1:
+        raise InvalidInput('template must contain "{}" exactly once, where the label goes')
+    return [template.replace("{}", label) for label in labels]
 
 
 def _check_query_model(spec: CollectionSpec, model_id: str | None) -> None:

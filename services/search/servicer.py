@@ -77,3 +77,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self, request: search_pb2.SnapshotRequest, context: aio.ServicerContext
     ) -> search_pb2.SnapshotResponse:
         return await self.flow.snapshot(request.collection)
+
+    async def Classify(
+        self, request: search_pb2.ClassifyRequest, context: aio.ServicerContext
+    ) -> search_pb2.ClassifyResponse:
+        return await self.flow.classify(request, deadline_of(context))

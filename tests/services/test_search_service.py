@@ -429,3 +429,28 @@ def test_index_folder_is_resumable_and_search_prints_a_table(
     out = capsys.readouterr().out.splitlines()
     assert rc == 0 and len(out) == 3 and out[1].split()[:3] == ["1", "1.000", "audio"]
     assert f"{triples[1]['label']}.ogg" in out[1]
+
+
+def test_classify_through_the_encoders(
+    search: search_pb2_grpc.SearchServiceStub,
+    triples: list[dict],  # type: ignore[type-arg]
+) -> None:
+    labels = ["dog", "piano", "volcano"]
+    reply = search.Classify(
+        search_pb2.ClassifyRequest(text="a puppy barking at the mailman", labels=labels),
+        timeout=60,
+    )
+    assert reply.labels[0].label == "dog"
+    assert reply.model_id.startswith("synesthesia-minilm")
+    for kind, key in (("image", "image_bytes"), ("audio", "audio_bytes")):
+        reply = search.Classify(
+            search_pb2.ClassifyRequest(
+                labels=labels, template="a {}", temperature=0.05, **{kind: triples[0][key]}
+            ),
+            timeout=60,
+        )
+        assert sorted(lab.label for lab in reply.labels) == sorted(labels)
+        assert abs(sum(lab.probability for lab in reply.labels) - 1) < 1e-4
+    with pytest.raises(grpc.RpcError) as err:
+        search.Classify(search_pb2.ClassifyRequest(audio=b"not audio", labels=labels), timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]

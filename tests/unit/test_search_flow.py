@@ -187,3 +187,46 @@ def test_create_with_dim_zero_asks_the_encoders_only_for_a_valid_name(
     )
     assert (reply.config.dim, reply.config.model_id) == (DIM, "fake-model")
     assert enc.info_calls == 1
+
+
+def test_classify_ranks_the_labels_with_probabilities(
+    flow: tuple[SearchFlow, CountingEncoders],
+) -> None:
+    f, enc = flow
+    reply = run(
+        f.classify(
+            search_pb2.ClassifyRequest(
+                audio=b"bark", labels=["dog", "cat", "car"], template="the sound of a {}."
+            ),
+            None,
+        )
+    )
+    assert sorted(lab.label for lab in reply.labels) == ["car", "cat", "dog"]
+    scores = [lab.score for lab in reply.labels]
+    assert scores == sorted(scores, reverse=True)
+    probs = [lab.probability for lab in reply.labels]
+    assert abs(sum(probs) - 1) < 1e-5 and probs == sorted(probs, reverse=True)
+    assert reply.model_id == "fake-model" and enc.calls == 2
+
+
+@pytest.mark.parametrize(
+    "request_kw, message",
+    [
+        ({"labels": ["dog"]}, "needs an item"),
+        ({"text": "x"}, "at least one label"),
+        ({"text": "x", "labels": ["dog", ""]}, "label 1 is empty"),
+        ({"text": "x", "labels": ["dog", "dog"]}, "repeats"),
+        ({"text": "x", "labels": ["dog"], "template": "a photo"}, "exactly once"),
+        ({"text": "x", "labels": ["dog"], "temperature": -1}, "temperature"),
+        ({"text": "x", "labels": [f"l{i}" for i in range(1001)]}, "limit"),
+    ],
+)
+def test_a_bad_classify_request_costs_no_encoder_call(
+    flow: tuple[SearchFlow, CountingEncoders],
+    request_kw: dict,
+    message: str,  # type: ignore[type-arg]
+) -> None:
+    f, enc = flow
+    with pytest.raises(InvalidInput, match=message):
+        run(f.classify(search_pb2.ClassifyRequest(**request_kw), None))
+    assert enc.calls == 0

@@ -44,7 +44,10 @@ _SEARCH = "/synesthesia.v1.SearchService/"
 #: The role each RPC needs. Not listed = refused (PERMISSION_DENIED), so a new RPC must be placed.
 METHOD_ROLES: dict[str, str] = {
     **{_ENCODER + m: READ for m in ("Embed", "EmbedStream", "Info")},
-    **{_SEARCH + m: READ for m in ("Query", "Get", "ListCollections", "DescribeCollection")},
+    **{
+        _SEARCH + m: READ
+        for m in ("Query", "Get", "ListCollections", "DescribeCollection", "Classify")
+    },
     **{
         _SEARCH + m: WRITE
         for m in (

@@ -264,3 +264,37 @@ class SnapshotResponse(_message.Message):
     SNAPSHOT_SEQ_FIELD_NUMBER: _ClassVar[int]
     snapshot_seq: _containers.ScalarMap[str, int]
     def __init__(self, snapshot_seq: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class ClassifyRequest(_message.Message):
+    __slots__ = ("text", "image", "audio", "labels", "template", "temperature")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    image: bytes
+    audio: bytes
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    template: str
+    temperature: float
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., audio: _Optional[bytes] = ..., labels: _Optional[_Iterable[str]] = ..., template: _Optional[str] = ..., temperature: _Optional[float] = ...) -> None: ...
+
+class LabelScore(_message.Message):
+    __slots__ = ("label", "score", "probability")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    score: float
+    probability: float
+    def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
+
+class ClassifyResponse(_message.Message):
+    __slots__ = ("labels", "model_id")
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.RepeatedCompositeFieldContainer[LabelScore]
+    model_id: str
+    def __init__(self, labels: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., model_id: _Optional[str] = ...) -> None: ...

@@ -86,6 +86,11 @@ class SearchServiceStub:
                 request_serializer=synesthesia_dot_v1_dot_search__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=synesthesia_dot_v1_dot_search__pb2.SnapshotResponse.FromString,
                 _registered_method=True)
+        self.Classify = channel.unary_unary(
+                '/synesthesia.v1.SearchService/Classify',
+                request_serializer=synesthesia_dot_v1_dot_search__pb2.ClassifyRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_search__pb2.ClassifyResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -163,6 +168,15 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Classify(self, request, context):
+        """Zero-shot classification: embeds the item (through the encoder of its modality) and every
+        candidate label (through the text encoder), and ranks the labels by cosine similarity to
+        the item, with softmax probabilities. Stores nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -215,6 +229,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=synesthesia_dot_v1_dot_search__pb2.SnapshotRequest.FromString,
                     response_serializer=synesthesia_dot_v1_dot_search__pb2.SnapshotResponse.SerializeToString,
+            ),
+            'Classify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Classify,
+                    request_deserializer=synesthesia_dot_v1_dot_search__pb2.ClassifyRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_search__pb2.ClassifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -489,6 +508,33 @@ class SearchService:
             '/synesthesia.v1.SearchService/Snapshot',
             synesthesia_dot_v1_dot_search__pb2.SnapshotRequest.SerializeToString,
             synesthesia_dot_v1_dot_search__pb2.SnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Classify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.SearchService/Classify',
+            synesthesia_dot_v1_dot_search__pb2.ClassifyRequest.SerializeToString,
+            synesthesia_dot_v1_dot_search__pb2.ClassifyResponse.FromString,
             options,
             channel_credentials,
             insecure,
