@@ -99,12 +99,12 @@ def index_folder(
     """Indexes ``root`` into ``collection`` (created when missing); see the module's doc."""
     from tqdm import tqdm
 
+    client.ensure_collection(collection)
     files: dict[str, tuple[Path, Modality]] = {}
     for path, modality in walk(root):
         if modality is Modality.TEXT and not caption_items and is_caption(path):
             continue
         files.setdefault(content_id(path.read_bytes()), (path, modality))
-    client.ensure_collection(collection)
     stored = {i.id for i in client.get(collection, list(files))}
     todo = [files[i] for i in files if i not in stored]
     result = Indexed(0, len(stored))
