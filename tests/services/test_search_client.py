@@ -8,6 +8,7 @@ import asyncio
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from synesthesia.client import (
 )
 from synesthesia.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     InvalidInput,
     NotFound,
     Unavailable,
@@ -245,3 +247,22 @@ def test_search_cli_errors_are_one_line(
     assert cli_main(argv) != 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: NOT_FOUND: ") and "\n" not in err
+
+
+def test_index_retries_a_slow_batch_item_by_item(
+    client: SearchClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An encoder that cannot finish a batch in time (a busy machine) costs a retry, not the run."""
+    root = gallery(tmp_path / "g")
+    upsert = client.upsert
+    sizes: list[int] = []
+
+    def slow_batches(collection: str, items: list[Item], **kw: Any) -> list[str]:
+        sizes.append(len(items))
+        if len(items) > 1:
+            raise DeadlineExceeded("audio encoder at … did not answer in time")
+        return upsert(collection, items, **kw)
+
+    monkeypatch.setattr(client, "upsert", slow_batches)
+    done = index_folder(client, root, "slow", progress=False)
+    assert (done.added, len(done.rejected)) == (3, 1) and sizes[0] == 4 and max(sizes[1:]) == 1

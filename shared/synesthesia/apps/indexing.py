@@ -20,7 +20,7 @@ from pathlib import Path
 
 from synesthesia.apps.gallery import caption_of
 from synesthesia.client import Item, SearchClient
-from synesthesia.errors import InvalidInput
+from synesthesia.errors import DeadlineExceeded, InvalidInput
 from synesthesia.modality import Modality
 
 EXTENSIONS = {
@@ -73,12 +73,17 @@ class Indexed:
 def _upsert(
     client: SearchClient, collection: str, items: list[Item], timeout: float
 ) -> tuple[int, list[str]]:
-    """One batch; when the service refuses it (a bad file), item by item, skipping the bad."""
+    """One batch; when the service refuses it (a bad file) or an encoder cannot finish it in
+    time (a busy machine), item by item, skipping the refused (ids are content hashes, so a
+    retry stores nothing twice)."""
     try:
         return len(client.upsert(collection, items, batch_size=len(items), timeout=timeout)), []
     except InvalidInput as err:
         if len(items) == 1:
             return 0, [f"{items[0].metadata['path']}: {err.message}"]
+    except DeadlineExceeded:
+        if len(items) == 1:
+            raise
     added, rejected = 0, list[str]()
     for item in items:
         n, bad = _upsert(client, collection, [item], timeout)
