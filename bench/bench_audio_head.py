@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
         return 2
     root = None
     if "--gallery" in argv:
-        from synesthesia.gallery import obtain_tuxpaint
+        from synesthesia.apps.gallery import obtain_tuxpaint
         from synesthesia.train.data import cache_dir
 
         root = obtain_tuxpaint(cache_dir() / "gallery")

@@ -6,9 +6,16 @@ from __future__ import annotations
 
 
 class SynesthesiaError(Exception):
-    """Base class. ``code`` is the name of a grpc.StatusCode member."""
+    """Base class. ``code`` is the name of a grpc.StatusCode member; ``message`` is the text (on
+    the client side: the status details the server sent)."""
 
     code = "INTERNAL"
+
+    def __init__(self, message: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
 
 
 class InvalidInput(SynesthesiaError):
@@ -55,6 +62,30 @@ class ResourceExhausted(SynesthesiaError):
 
 class DeadlineExceeded(SynesthesiaError):
     code = "DEADLINE_EXCEEDED"
+
+
+_BY_CODE: dict[str, type[SynesthesiaError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidInput,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        Unavailable,
+        ResourceExhausted,
+        DeadlineExceeded,
+        Unauthenticated,
+        PermissionDenied,
+    )
+}
+
+
+def error_for_status(code: str, message: str) -> SynesthesiaError:
+    """The exception for a status a server answered with (clients use it): ``NOT_FOUND`` ->
+    NotFound, …; a code without its own class (CANCELLED, INTERNAL, …) -> a SynesthesiaError
+    carrying that code."""
+    cls = _BY_CODE.get(code)
+    return cls(message) if cls is not None else SynesthesiaError(message, code=code)
 
 
 def item_error(index: int, item_id: str, problem: str) -> InvalidInput:

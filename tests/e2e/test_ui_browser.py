@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from synesthesia.gallery import index_gallery
-from synesthesia.search_cli import stub_for
-from synesthesia.ui import Searcher, UiServer
-from synesthesia.v1 import search_pb2
+from synesthesia.apps.indexing import index_folder
+from synesthesia.apps.ui import Searcher, UiServer
+from synesthesia.client import SearchClient
+from synesthesia.errors import InvalidInput
 
 from tests.conftest import REPO
 from tests.e2e.tux import LABELS, build_gallery, search_stack
@@ -46,7 +45,8 @@ def gallery(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def site(gallery: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     with search_stack(tmp_path_factory.mktemp("index")) as target:
-        indexed = index_gallery(target, gallery, "tux", progress=False)
+        with SearchClient(target) as client:
+            indexed = index_folder(client, gallery, "tux", caption_items=True, progress=False)
         assert (indexed.added, indexed.rejected) == (3 * len(LABELS), [])
         ui = UiServer(Searcher(target, "tux", gallery), port=0).start()
         try:
@@ -141,11 +141,10 @@ def test_a_sound_finds_itself_with_thumbnails_and_players(
 
 
 def test_a_corrupt_file_shows_the_services_message(page: Any, site: dict[str, str]) -> None:
-    channel, stub = stub_for(site["search"])
-    with channel, pytest.raises(grpc.RpcError) as caught:
-        stub.Query(search_pb2.QueryRequest(collection="tux", audio=CORRUPT, k=5), timeout=60)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    details = caught.value.details() or ""
+    with SearchClient(site["search"]) as client, pytest.raises(InvalidInput) as caught:
+        client.query("tux", audio=CORRUPT, k=5)
+    assert caught.value.code == "INVALID_ARGUMENT"
+    details = caught.value.message
 
     page.set_input_files(
         "#file", files=[{"name": "broken.ogg", "mimeType": "audio/ogg", "buffer": CORRUPT}]

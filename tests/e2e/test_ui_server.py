@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from synesthesia.ui import Searcher, UiServer
-from synesthesia.ui.server import MAX_UPLOAD_BYTES
+from synesthesia.apps.ui import Searcher, UiServer
+from synesthesia.apps.ui.server import MAX_UPLOAD_BYTES
 
 pytestmark = pytest.mark.e2e
 
@@ -123,7 +123,7 @@ def test_a_search_service_that_is_down_is_named(served: tuple[UiServer, Path]) -
 
 def test_the_ui_command_serves_until_ctrl_c(tmp_path: Path) -> None:
     port = closed_port()
-    cmd = [sys.executable, "-m", "synesthesia.cli", "ui", "--port", str(port)]
+    cmd = [sys.executable, "-m", "synesthesia.apps.cli", "ui", "--port", str(port)]
     cmd += ["--address", f"127.0.0.1:{closed_port()}", "--gallery", str(tmp_path)]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -37,10 +37,10 @@ def build_gallery(data_dir: Path, dest: Path, labels: tuple[str, ...] = LABELS) 
 
 
 @contextmanager
-def search_stack(index_dir: Path) -> Iterator[str]:
+def search_stack(index_dir: Path, model: str = "synesthesia-minilm") -> Iterator[str]:
     """Yields the search service's target; its media queries go to real encoder servers."""
     with ExitStack() as stack:
-        targets = start_encoders(stack)
+        targets = start_encoders(stack, model=model)
         settings = SearchSettings(
             port=0,
             data_dir=index_dir,

@@ -61,7 +61,7 @@ def test_services_run_the_readme_commands_with_health_checks() -> None:
         assert command.startswith(f"serve {name}"), name
         assert f"synesthesia serve {name}" in readme, f"README does not show `serve {name}`"
         test = svc["healthcheck"]["test"]
-        assert test[:4] == ["CMD", "python", "-m", "synesthesia.healthcheck"], name
+        assert test[:4] == ["CMD", "python", "-m", "synesthesia.apps.healthcheck"], name
         port = svc["ports"][0].rsplit(":", 1)[1]
         assert test[4] == f"127.0.0.1:{port}", name
     assert services["ray"]["profiles"] == ["ray"]
@@ -119,6 +119,6 @@ def test_dockerfile_is_multistage_non_root_and_uses_the_cli() -> None:
 
 @pytest.mark.parametrize("args", [["127.0.0.1:1", "--timeout", "0.5"]])
 def test_healthcheck_exits_non_zero_when_nothing_listens(args: list[str]) -> None:
-    from synesthesia.healthcheck import main
+    from synesthesia.apps.healthcheck import main
 
     assert main(args) == 1

@@ -17,11 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from synesthesia.demo import demo_main
-from synesthesia.demo_queries import build_queries, report, run_queries
+from synesthesia.apps.demo import demo_main
+from synesthesia.apps.demo_queries import build_queries, report, run_queries
+from synesthesia.client import SearchClient
 from synesthesia.index import IndexManager
-from synesthesia.search_cli import stub_for
-from synesthesia.v1 import search_pb2
 
 from tests.conftest import REPO
 from tests.e2e.tux import LABELS, build_gallery, search_stack
@@ -58,7 +57,15 @@ def test_demo_prints_the_services_answers(data_dir: Path, tmp_path: Path) -> Non
     stale = IndexManager(work / "index")  # left by a run with other weights: to be replaced
     stale.create_collection("gallery", 384, model_id="synesthesia-minilm@older")
     stale.close()
-    cmd = [sys.executable, "-m", "synesthesia.cli", "demo", "--gallery", str(gallery), "--once"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "synesthesia.apps.cli",
+        "demo",
+        "--gallery",
+        str(gallery),
+        "--once",
+    ]
     cmd += ["--data-dir", str(work), "--base-port", str(free_base_port()), "-k", "4"]
     env = {**os.environ, "TQDM_DISABLE": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
@@ -73,14 +80,10 @@ def test_demo_prints_the_services_answers(data_dir: Path, tmp_path: Path) -> Non
     )
     assert (work / "logs" / "search.log").exists() and (work / "index").is_dir()
 
-    with search_stack(work / "index") as target:  # the demo's index, reopened
-        channel, stub = stub_for(target)
-        with channel:
-            count = stub.DescribeCollection(
-                search_pb2.DescribeCollectionRequest(collection="gallery"), timeout=30
-            ).count
-        assert count == n
-        answers = run_queries(target, build_queries("gallery", gallery))
+    # the demo's index, reopened
+    with search_stack(work / "index") as target, SearchClient(target) as client:
+        assert client.describe_collection("gallery").count == n
+        answers = run_queries(client, build_queries("gallery", gallery))
     assert [a.query.title.split(":")[0] for a in answers] == [
         "a sound -> pictures",
         "a picture -> sounds",
@@ -98,7 +101,7 @@ def test_demo_prints_the_services_answers(data_dir: Path, tmp_path: Path) -> Non
 def test_demo_serves_the_page_until_ctrl_c(data_dir: Path, tmp_path: Path) -> None:
     gallery = build_gallery(data_dir, tmp_path / "gallery", labels=("dog", "cow"))
     ui_port = free_base_port(1)
-    cmd = [sys.executable, "-m", "synesthesia.cli", "demo", "--gallery", str(gallery)]
+    cmd = [sys.executable, "-m", "synesthesia.apps.cli", "demo", "--gallery", str(gallery)]
     cmd += ["--data-dir", str(tmp_path / "work"), "--base-port", str(free_base_port())]
     cmd += ["--ui-port", str(ui_port)]
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
@@ -142,13 +145,13 @@ def test_demo_refuses_busy_ports(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_the_main_job_finds_the_dog_picture_by_its_bark(tmp_path: Path) -> None:
     """README's main job as a newcomer runs it (the Debian Tux Paint gallery, the shipped
     weights, the default queries): the held-out dog bark puts a dog picture in its top 3."""
-    from synesthesia.gallery import obtain_tuxpaint
+    from synesthesia.apps.gallery import obtain_tuxpaint
     from synesthesia.train.data import cache_dir
 
     work = tmp_path / "work"
     (work / "cache").mkdir(parents=True)  # the gallery is fetched once per machine, not per test
     (work / "cache" / "tuxpaint-stamps").symlink_to(obtain_tuxpaint(cache_dir() / "gallery"))
-    cmd = [sys.executable, "-m", "synesthesia.cli", "demo", "--once", "--data-dir", str(work)]
+    cmd = [sys.executable, "-m", "synesthesia.apps.cli", "demo", "--once", "--data-dir", str(work)]
     cmd += ["--base-port", str(free_base_port())]
     env = {**os.environ, "TQDM_DISABLE": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=REPO)

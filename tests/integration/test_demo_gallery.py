@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from synesthesia import gallery
-from synesthesia.gallery import GalleryError, caption_of, obtain_tuxpaint
+from synesthesia.apps import gallery
+from synesthesia.apps.gallery import GalleryError, caption_of, obtain_tuxpaint
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """``synesthesia serve ray`` as a user runs it: a real process that starts its own local Ray,
-reports SERVING through grpc.health.v1 (``python -m synesthesia.healthcheck``), answers the
+reports SERVING through grpc.health.v1 (``python -m synesthesia.apps.healthcheck``), answers the
 ordinary client WITHOUT metadata when it hosts one application, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from synesthesia.client import EncoderClient
-from synesthesia.healthcheck import check
+from synesthesia.health import health_status
 from synesthesia.models import create_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.integration]
@@ -32,7 +32,7 @@ def test_serve_ray_cli_serves_and_drains(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "serve-ray.log"
     cmd = [
-        sys.executable, "-m", "synesthesia.cli", "serve", "ray",
+        sys.executable, "-m", "synesthesia.apps.cli", "serve", "ray",
         "--services", "text", "--port", str(port), "--http-port", str(free_port()),
         "--num-cpus", "2", "--object-store-mb", "200", "--max-replicas", "1",
     ]  # fmt: skip
@@ -41,13 +41,20 @@ def test_serve_ray_cli_serves_and_drains(tmp_path: Path) -> None:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         health = subprocess.run(
-            [sys.executable, "-m", "synesthesia.healthcheck", f"127.0.0.1:{port}", "--wait", "240"],
+            [
+                sys.executable,
+                "-m",
+                "synesthesia.apps.healthcheck",
+                f"127.0.0.1:{port}",
+                "--wait",
+                "240",
+            ],
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert health.returncode == 0, health.stdout + log.read_text(errors="replace")[-3000:]
-        assert check(f"127.0.0.1:{port}", application="text") == "SERVING"
+        assert health_status(f"127.0.0.1:{port}", application="text") == "SERVING"
         texts = ["a dog barking", "rain on a tin roof"]
         with EncoderClient(f"127.0.0.1:{port}", timeout=120) as client:  # no metadata at all
             got = client.embed("text", texts)
@@ -60,4 +67,4 @@ def test_serve_ray_cli_serves_and_drains(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert check(f"127.0.0.1:{port}", timeout=1) != "SERVING"
+    assert health_status(f"127.0.0.1:{port}", timeout=1) != "SERVING"

@@ -15,11 +15,12 @@ from tests.servers import running
 
 
 def start_encoders(
-    stack: ExitStack, ports: dict[Modality, int] | None = None
+    stack: ExitStack, ports: dict[Modality, int] | None = None, model: str = "synesthesia-minilm"
 ) -> dict[Modality, str]:
+    """``model="imagebind-test"`` is the tiny random-init model (32-d; loads in a second)."""
     targets = {}
     for m in Modality:
-        settings = EncoderSettings(modality=m, port=(ports or {}).get(m, 0))
+        settings = EncoderSettings(modality=m, port=(ports or {}).get(m, 0), model=model)
         server, _ = stack.enter_context(
             running(lambda s=settings: start_encoder(s, load_embedder(s, s.modality)))
         )

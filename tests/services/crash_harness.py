@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 from google.protobuf import json_format, struct_pb2
-from synesthesia.serving.server import wait_for_serving
+from synesthesia.health import wait_for_serving
 from synesthesia.v1 import common_pb2, search_pb2, search_pb2_grpc
 
 DIM = 32

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from synesthesia.serving.server import wait_for_serving
+from synesthesia.health import wait_for_serving
 from synesthesia.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +58,23 @@ def test_sigterm_drains_and_exits_cleanly() -> None:
             assert not in_flight.done()
             proc.send_signal(signal.SIGTERM)
             assert len(in_flight.result().embeddings) == 128  # the in-flight call completes
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_text_binds_the_port_it_is_given() -> None:
+    """``synesthesia serve text --port N`` serves on N (the flag once went unread)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {**os.environ, "SYNESTHESIA_MODEL": "imagebind-test", "SYNESTHESIA_PORT": "1"}
+    cmd = [sys.executable, "-m", "synesthesia.apps.cli", "serve", "text", "--port", str(port)]
+    proc = subprocess.Popen([*cmd, "--host", "127.0.0.1"], env=env, cwd=REPO)
+    try:
+        wait_for_serving(f"127.0.0.1:{port}", timeout=120)
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

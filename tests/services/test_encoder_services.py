@@ -11,8 +11,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from synesthesia.health import health_status
 from synesthesia.modality import Modality
 from synesthesia.models import create_model
 from synesthesia.services.encoder.app import SERVICE_NAME, start_encoder
@@ -89,10 +89,8 @@ def sample_files(data_dir: Path) -> dict[Modality, list[bytes]]:
 
 def test_health_serving_and_reflection(services: dict[Modality, Service]) -> None:
     for s in services.values():
-        health = health_pb2_grpc.HealthStub(s.channel)
         for name in ("", SERVICE_NAME):
-            reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            assert health_status(s.target, service=name, timeout=5) == "SERVING"
         refl = reflection_pb2_grpc.ServerReflectionStub(s.channel)
         replies = refl.ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synesthesia.cli import main as cli_main
+from synesthesia.apps.cli import main as cli_main
 from synesthesia.client import EncoderClient
 from synesthesia.modality import Modality
 from synesthesia.models import create_model

@@ -411,24 +411,29 @@ def test_index_folder_is_resumable_and_search_prints_a_table(
     tmp_path: Path,  # type: ignore[type-arg]
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from synesthesia.search_cli import index_folder, search_main
+    from synesthesia.apps.indexing import index_folder
+    from synesthesia.apps.search_cli import search_main
+    from synesthesia.client import SearchClient
 
     for r in triples[:4]:
         (tmp_path / f"{r['label']}.png").write_bytes(r["image_bytes"])
         (tmp_path / f"{r['label']}.ogg").write_bytes(r["audio_bytes"])
-        (tmp_path / f"{r['label']}.txt").write_text(r["caption"])
+        (tmp_path / f"{r['label']}.txt").write_text(r["caption"])  # their caption, not an item
     (tmp_path / "notes.md").write_text("ignored: not a known extension")
     target = search.target  # type: ignore[attr-defined]
-    assert index_folder(target, tmp_path, "folder", batch=5, progress=False) == (12, 0)
-    assert index_folder(target, tmp_path, "folder", batch=5, progress=False) == (0, 12)
-    assert _count(search, "folder") == 12
+    with SearchClient(target) as client:
+        done = index_folder(client, tmp_path, "folder", batch=5, progress=False)
+        assert (done.added, done.already, done.rejected) == (8, 0, [])
+        done = index_folder(client, tmp_path, "folder", batch=5, progress=False)
+        assert (done.added, done.already) == (0, 8)
+    assert _count(search, "folder") == 8
     sound = tmp_path / f"{triples[1]['label']}.ogg"
     rc = search_main(
         ["-c", "folder", "--audio", str(sound), "--only", "audio", "-k", "2", "--address", target]
     )
     out = capsys.readouterr().out.splitlines()
     assert rc == 0 and len(out) == 3 and out[1].split()[:3] == ["1", "1.000", "audio"]
-    assert f"{triples[1]['label']}.ogg" in out[1]
+    assert triples[1]["caption"].strip().splitlines()[0][:50] in out[1]
 
 
 def test_classify_through_the_encoders(

@@ -30,7 +30,7 @@ def test_every_package_folder_is_listed() -> None:
 
 def test_services_do_not_import_training_code() -> None:
     code = (
-        "import sys, synesthesia.services.encoder.app, synesthesia.cli, synesthesia.client\n"
+        "import sys, synesthesia.services.encoder.app, synesthesia.apps.cli, synesthesia.client\n"
         "bad = [m for m in sys.modules if m.startswith('synesthesia.train')]\n"
         "assert not bad, bad\n"
     )

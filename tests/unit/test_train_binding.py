@@ -104,7 +104,7 @@ def test_gallery_pictures_skip_held_out_and_known_items(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _needs_data()
-    from synesthesia.gallery import DONE_MARKER
+    from synesthesia.apps.gallery import DONE_MARKER
     from synesthesia.train import data
 
     root = tmp_path / "gallery" / "tuxpaint-stamps"

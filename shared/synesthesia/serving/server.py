@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -157,22 +156,3 @@ async def serve_forever(
     if on_stop is not None:
         await on_stop()
     log.info("stopped")
-
-
-def wait_for_serving(target: str, timeout: float = 60.0, service: str = "") -> None:
-    """Block until the server at ``target`` reports SERVING (used by tests and the demo)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{target} did not report SERVING within {timeout:g} s")
-            time.sleep(0.1)

@@ -93,7 +93,7 @@ def eval_main(argv: list[str]) -> int:
     rep = evaluate(model, limit=args.limit, parity=not args.no_parity)
     print(rep.table())
     if args.gallery:
-        from synesthesia.gallery import obtain_tuxpaint
+        from synesthesia.apps.gallery import obtain_tuxpaint
         from synesthesia.train.data import cache_dir
         from synesthesia.train.evaluate import gallery_ranks
 

@@ -161,7 +161,7 @@ def gallery_pictures() -> list[TuxItem]:
     never included. ``images_only/`` pictures of ../shared sit under another path there, so
     they come again from here: the shipped image tower drew them about twice as often as the
     other drawings (kept so that the shipped weights reproduce; the model card says so)."""
-    from synesthesia.gallery import caption_of, obtain_tuxpaint
+    from synesthesia.apps.gallery import caption_of, obtain_tuxpaint
 
     root = obtain_tuxpaint(cache_dir() / "gallery")
     shared = data_root() / "tuxpaint_stamps"

@@ -11,10 +11,43 @@ from pathlib import Path
 from synesthesia.modality import Modality
 
 DEFAULT_HOST = "127.0.0.1"
+ENCODERS = ("text", "image", "audio")
+# services that parse their own flags: ``cli_main(argv)`` of these modules
+OWN_FLAGS = {
+    "search": "synesthesia.services.search.app",
+    "ray": "synesthesia.services.ray.__main__",
+}
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    if args.service in ("text", "image", "audio"):
+def serve_parser() -> argparse.ArgumentParser:
+    # No abbreviations (``--p`` is not ``--port``) and no -h of its own: search and ray get
+    # every flag this parser does not know, their --help included.
+    parser = argparse.ArgumentParser(
+        prog="synesthesia serve",
+        description="run a service; --host/--port go before or after its name, other flags "
+        "go to search and ray (encoders take their settings from SYNESTHESIA_* variables)",
+        allow_abbrev=False,
+        add_help=False,
+    )
+    parser.add_argument("service", choices=[*ENCODERS, *OWN_FLAGS])
+    parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default per service)")
+    return parser
+
+
+def serve_main(argv: list[str]) -> int:
+    parser = serve_parser()
+    asks_help = any(a in ("-h", "--help") for a in argv)
+    if asks_help and not any(a in OWN_FLAGS for a in argv):
+        parser.print_help()
+        return 0
+    args, rest = parser.parse_known_args(argv)
+    if args.service in ENCODERS:
+        if rest:
+            parser.error(
+                f"unknown arguments for {args.service}: {' '.join(rest)} (an encoder takes "
+                "--host and --port; other settings come from SYNESTHESIA_* variables)"
+            )
         from synesthesia.services.encoder.app import main
 
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -26,11 +59,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if getattr(args, k) is not None
         for f in (f"--{k}", str(getattr(args, k)))
     ]
-    module = {
-        "search": "synesthesia.services.search.app",
-        "ray": "synesthesia.services.ray.__main__",
-    }
-    return _delegate(module[args.service], "cli_main", [*flags, *args.rest])
+    return _delegate(OWN_FLAGS[args.service], "cli_main", [*flags, *rest])
 
 
 def _read_item(modality: Modality, arg: str) -> str | bytes:
@@ -94,13 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run a service (text, image, audio, search, ray)")
-    serve.add_argument("service", choices=["text", "image", "audio", "search", "ray"])
-    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port (default per service)")
-    serve.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    serve.set_defaults(func=_cmd_serve)
-
     embed = sub.add_parser("embed", help="embed files (or texts) and print vectors or save .npy")
     embed.add_argument("--modality", "-m", required=True, choices=[m.value for m in Modality])
     embed.add_argument("inputs", nargs="+", help="files; for text, strings or .txt files")
@@ -121,18 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
 DELEGATED: dict[str, tuple[str, str, str]] = {
     name: (module, function, text)
     for name, module, function, text in (
+        ("serve", "synesthesia.apps.cli", "serve_main", "run a service (serve --help)"),
         ("train", "synesthesia.train.cli", "train_main", "train the image/audio towers"),
         ("eval", "synesthesia.train.cli", "eval_main", "evaluate weights on the fixed splits"),
-        (
-            "convert",
-            "synesthesia.cli",
-            "convert_main",
-            "convert a checkpoint, e.g. `convert imagebind CHECKPOINT OUTDIR`",
-        ),
-        ("index", "synesthesia.search_cli", "index_main", "index a folder into a collection"),
-        ("search", "synesthesia.search_cli", "search_main", "query a collection"),
-        ("demo", "synesthesia.demo", "demo_main", "run the local stack and a cross-modal demo"),
-        ("ui", "synesthesia.ui", "ui_main", "serve the web page that talks to the services"),
+        ("convert", "synesthesia.apps.cli", "convert_main", "convert imagebind CHECKPOINT OUTDIR"),
+        ("index", "synesthesia.apps.search_cli", "index_main", "index a folder into a collection"),
+        ("search", "synesthesia.apps.search_cli", "search_main", "query a collection"),
+        ("demo", "synesthesia.apps.demo", "demo_main", "the local stack and a cross-modal demo"),
+        ("ui", "synesthesia.apps.ui", "ui_main", "serve the web page that talks to the services"),
     )
 }
 
@@ -147,8 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _delegate(module, function, argv[1:])
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
-    except SynesthesiaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except SynesthesiaError as exc:  # a service's answer or a local check: one line
+        print(f"error: {exc.code}: {exc.message or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

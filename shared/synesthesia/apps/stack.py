@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from synesthesia.serving.server import wait_for_serving
+from synesthesia.health import wait_for_serving
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import argparse
 import time
 from pathlib import Path
 
-from synesthesia.search_cli import DEFAULT_SEARCH
-from synesthesia.ui.search import Searcher
-from synesthesia.ui.server import UiServer
+from synesthesia.apps.search_cli import DEFAULT_SEARCH
+from synesthesia.apps.ui.search import Searcher
+from synesthesia.apps.ui.server import UiServer
 
 __all__ = ["Searcher", "UiServer", "ui_main"]
 

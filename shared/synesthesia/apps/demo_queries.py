@@ -8,13 +8,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from google.protobuf import json_format
-
+from synesthesia.apps.indexing import EXTENSIONS
+from synesthesia.apps.search_cli import format_hits
+from synesthesia.client import Hit, SearchClient
 from synesthesia.modality import Modality
-from synesthesia.protoconv import modality_to_proto
-from synesthesia.search_cli import EXTENSIONS, format_hits, stub_for
-from synesthesia.v1 import search_pb2
 
 DEFAULT_SOUND = "dog.ogg"  # Tux Paint's dog bark (animals/mammals/dogs), held out from training
 DEFAULT_PICTURE = "cow.png"
@@ -25,16 +24,18 @@ ALL_OF_THEM = 1000  # the service's largest k: ranks are counted over this many 
 @dataclass
 class Query:
     title: str
-    request: search_pb2.QueryRequest
+    collection: str
+    by: dict[str, Any]  # what to query by: {"text": …}, {"image": …} or {"audio": …}
+    among: tuple[Modality, ...]
     noun: str  # what the results are ("pictures", "sounds", …)
     # (label, predicate) of the item whose rank is reported, e.g. ("the first dog picture", …)
-    watch: tuple[str, Callable[[dict[str, str]], bool]] | None = None
+    watch: tuple[str, Callable[[dict[str, Any]], bool]] | None = None
 
 
 @dataclass
 class Answer:
     query: Query
-    hits: list[search_pb2.QueryHit]
+    hits: list[Hit]
     watched_rank: int | None  # 1-based rank of the first watched item, None when absent
 
 
@@ -48,15 +49,9 @@ def find_file(root: Path, name: str, modality: Modality) -> Path | None:
     )
 
 
-def mentions(word: str) -> Callable[[dict[str, str]], bool]:
+def mentions(word: str) -> Callable[[dict[str, Any]], bool]:
     pattern = re.compile(rf"\b{re.escape(word)}", re.IGNORECASE)
     return lambda meta: bool(pattern.search(f"{meta.get('caption', '')} {meta.get('name', '')}"))
-
-
-def _request(collection: str, only: tuple[Modality, ...]) -> search_pb2.QueryRequest:
-    req = search_pb2.QueryRequest(collection=collection, k=ALL_OF_THEM)
-    req.modalities.extend(modality_to_proto(m) for m in only)
-    return req
 
 
 def build_queries(
@@ -70,29 +65,24 @@ def build_queries(
     queries = []
     sound = sound or find_file(gallery, DEFAULT_SOUND, Modality.AUDIO)
     if sound is not None:
-        req = _request(collection, (Modality.IMAGE,))
-        req.audio = sound.read_bytes()
+        title = f"a sound -> pictures: {_show(sound, gallery)}"
         watch = (f"the first {watch_word} picture", mentions(watch_word))
-        queries.append(
-            Query(f"a sound -> pictures: {_show(sound, gallery)}", req, "pictures", watch)
-        )
+        by = {"audio": sound.read_bytes()}
+        queries.append(Query(title, collection, by, (Modality.IMAGE,), "pictures", watch))
     picture = picture or find_file(gallery, DEFAULT_PICTURE, Modality.IMAGE)
     if picture is not None:
-        req = _request(collection, (Modality.AUDIO,))
-        req.image = picture.read_bytes()
+        title = f"a picture -> sounds: {_show(picture, gallery)}"
         own = picture.with_suffix(".ogg").name
         watch = (f"its own sound ({own})", lambda m: Path(m.get("path", "")).name == own)
-        queries.append(
-            Query(f"a picture -> sounds: {_show(picture, gallery)}", req, "sounds", watch)
-        )
+        by = {"image": picture.read_bytes()}
+        queries.append(Query(title, collection, by, (Modality.AUDIO,), "sounds", watch))
     if words:
         # one table per modality: scores are comparable within a modality, not across (sounds
         # sit nearer words than pictures do; docs/model-card.md)
         for modality, noun in ((Modality.IMAGE, "pictures"), (Modality.AUDIO, "sounds")):
-            req = _request(collection, (modality,))
-            req.text = words
             watch = (f"the first {watch_word} {noun[:-1]}", mentions(watch_word))
-            queries.append(Query(f"words -> {noun}: {words!r}", req, noun, watch))
+            title = f"words -> {noun}: {words!r}"
+            queries.append(Query(title, collection, {"text": words}, (modality,), noun, watch))
     return queries
 
 
@@ -100,23 +90,14 @@ def _show(path: Path, gallery: Path) -> str:
     return str(path.relative_to(gallery)) if path.is_relative_to(gallery) else str(path)
 
 
-def run_queries(target: str, queries: list[Query]) -> list[Answer]:
+def run_queries(client: SearchClient, queries: list[Query]) -> list[Answer]:
     answers = []
-    channel, stub = stub_for(target)
-    with channel:
-        for q in queries:
-            hits = list(stub.Query(q.request, timeout=120).hits)
-            rank = None
-            if q.watch is not None:
-                rank = next(
-                    (
-                        i
-                        for i, h in enumerate(hits, 1)
-                        if q.watch[1](json_format.MessageToDict(h.metadata))
-                    ),
-                    None,
-                )
-            answers.append(Answer(q, hits, rank))
+    for q in queries:
+        hits = client.query(q.collection, k=ALL_OF_THEM, modalities=q.among, timeout=120, **q.by)
+        rank = None
+        if q.watch is not None:
+            rank = next((i for i, h in enumerate(hits, 1) if q.watch[1](h.metadata)), None)
+        answers.append(Answer(q, hits, rank))
     return answers
 
 
@@ -131,7 +112,7 @@ def report(answer: Answer, k: int) -> str:
             lines.append(f"   {q.watch[0]}: not among the {where}")
         else:
             hit = hits[answer.watched_rank - 1]
-            path = json_format.MessageToDict(hit.metadata).get("path", hit.id)
+            path = hit.metadata.get("path", hit.id)
             lines.append(
                 f"   {q.watch[0]}: rank {answer.watched_rank} of {where} "
                 f"({path}, score {hit.score:.3f})"

@@ -13,16 +13,14 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from synesthesia.client import EncoderClient
-from synesthesia.demo_queries import DEFAULT_WORDS, build_queries, report, run_queries
-from synesthesia.gallery import index_gallery, obtain_tuxpaint
-from synesthesia.search_cli import stub_for
+from synesthesia.apps.demo_queries import DEFAULT_WORDS, build_queries, report, run_queries
+from synesthesia.apps.gallery import obtain_tuxpaint
+from synesthesia.apps.indexing import index_folder
+from synesthesia.apps.stack import LocalStack
+from synesthesia.client import EncoderClient, SearchClient
+from synesthesia.errors import NotFound, SynesthesiaError
+from synesthesia.health import SERVING, health_status
 from synesthesia.serving.context import configure_logging
-from synesthesia.stack import LocalStack
-from synesthesia.v1 import search_pb2
 
 ENCODERS = ("text", "image", "audio")
 
@@ -59,17 +57,6 @@ def port_free(port: int) -> bool:
     return True
 
 
-def serving(target: str) -> bool:
-    with grpc.insecure_channel(target) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1
-            )
-        except grpc.RpcError:
-            return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
-
-
 def start_with_progress(stack: LocalStack) -> None:
     """``stack.start()`` in a thread while a bar counts the services that report SERVING."""
     from tqdm import tqdm
@@ -88,7 +75,7 @@ def start_with_progress(stack: LocalStack) -> None:
     with tqdm(total=len(stack.services), unit="service", desc="starting (loading models)") as bar:
         while thread.is_alive():
             for svc in stack.services:
-                if svc.name not in ready and serving(svc.target):
+                if svc.name not in ready and health_status(svc.target, timeout=1) == SERVING:
                     ready.add(svc.name)
                     bar.update(1)
                     bar.set_postfix_str(", ".join(sorted(ready)))
@@ -114,14 +101,6 @@ def build_stack(args: argparse.Namespace) -> LocalStack:
     return stack
 
 
-def describe(target: str, collection: str) -> search_pb2.DescribeCollectionResponse:
-    channel, stub = stub_for(target)
-    with channel:
-        return stub.DescribeCollection(
-            search_pb2.DescribeCollectionRequest(collection=collection), timeout=30
-        )
-
-
 def show_stack(stack: LocalStack) -> str:
     """Prints each service and its model; returns the encoders' model id."""
     model_ids = set()
@@ -138,21 +117,15 @@ def show_stack(stack: LocalStack) -> str:
     return model_ids.pop()
 
 
-def drop_if_stale(target: str, collection: str, model_id: str) -> None:
+def drop_if_stale(client: SearchClient, collection: str, model_id: str) -> None:
     """A collection indexed with other weights is dropped (its vectors are not comparable)."""
-    channel, stub = stub_for(target)
-    with channel:
-        try:
-            old = stub.DescribeCollection(
-                search_pb2.DescribeCollectionRequest(collection=collection), timeout=30
-            ).config.model_id
-        except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                return
-            raise
-        if old and old != model_id:
-            print(f"collection {collection!r} was indexed with {old}; indexing it again")
-            stub.DropCollection(search_pb2.DropCollectionRequest(collection=collection), timeout=60)
+    try:
+        old = client.describe_collection(collection).config.model_id
+    except NotFound:
+        return
+    if old and old != model_id:
+        print(f"collection {collection!r} was indexed with {old}; indexing it again")
+        client.drop_collection(collection)
 
 
 def run(args: argparse.Namespace, stack: LocalStack) -> int:
@@ -168,24 +141,26 @@ def run(args: argparse.Namespace, stack: LocalStack) -> int:
     print(f"all services SERVING after {time.monotonic() - t0:.1f} s:")
     model_id = show_stack(stack)
     search = stack.services[-1].target
-    drop_if_stale(search, args.collection, model_id)
-    indexed = index_gallery(search, gallery, args.collection)
-    info = describe(search, args.collection)
-    print(
-        f"collection {args.collection!r}: {info.count} items ({indexed.added} added now, "
-        f"{indexed.already} already there, {len(indexed.rejected)} files refused), "
-        f"index in {args.data_dir / 'index'}"
-    )
-    queries = build_queries(args.collection, gallery, args.sound, args.picture, args.words)
-    for answer in run_queries(search, queries):
-        print(report(answer, args.k))
+    with SearchClient(search) as client:
+        drop_if_stale(client, args.collection, model_id)
+        # caption files are items too, so that the page can search among texts
+        indexed = index_folder(client, gallery, args.collection, caption_items=True)
+        info = client.describe_collection(args.collection)
+        print(
+            f"collection {args.collection!r}: {info.count} items ({indexed.added} added now, "
+            f"{indexed.already} already there, {len(indexed.rejected)} files refused), "
+            f"index in {args.data_dir / 'index'}"
+        )
+        queries = build_queries(args.collection, gallery, args.sound, args.picture, args.words)
+        for answer in run_queries(client, queries):
+            print(report(answer, args.k))
     if args.once:
         return 0
     return serve_page(args, stack, search, gallery)
 
 
 def serve_page(args: argparse.Namespace, stack: LocalStack, search: str, gallery: Path) -> int:
-    from synesthesia.ui import Searcher, UiServer
+    from synesthesia.apps.ui import Searcher, UiServer
 
     ui = UiServer(Searcher(search, args.collection, gallery), port=args.ui_port).start()
     print(
@@ -222,6 +197,9 @@ def demo_main(argv: list[str]) -> int:
         return run(args, stack)
     except RuntimeError as err:  # GalleryError, or a service that did not start
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except SynesthesiaError as err:  # a service's answer, e.g. UNAVAILABLE
+        print(f"error: {err.code}: {err.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nstopping …", flush=True)

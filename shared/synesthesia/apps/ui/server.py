@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from synesthesia.ui.search import QueryError, Searcher, media_file
+from synesthesia.apps.ui.search import QueryError, Searcher, media_file
 
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 STATIC = {
@@ -25,7 +25,7 @@ mimetypes.add_type("image/webp", ".webp")
 
 
 def static_bytes(name: str) -> bytes:
-    return resources.files("synesthesia.ui").joinpath("static", name).read_bytes()
+    return resources.files("synesthesia.apps.ui").joinpath("static", name).read_bytes()
 
 
 class Handler(BaseHTTPRequestHandler):

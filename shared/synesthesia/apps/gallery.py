@@ -1,14 +1,12 @@
-"""The demo's sample gallery and how a folder of media becomes a collection.
+"""The demo's sample gallery: Tux Paint's stamps, obtained once (no gRPC here; indexing a folder
+is ``synesthesia.apps.indexing``).
 
 The sample gallery is Debian's ``tuxpaint-stamps-default`` (GPL-2): pictures (.png), sound effects
 (.ogg) and captions (.txt, every language; we keep the English first line). ``apt-get download``
 fetches the package into a cache folder (no root needed) and ``dpkg-deb --fsys-tarfile`` streams
 its files, of which only the pictures, sound effects and captions are kept.
 
-``index_gallery`` is ``search_cli.index_folder`` with richer metadata: every item carries its
-``path`` (relative to the gallery root), ``kind`` (picture, sound, caption) and ``caption`` (the
-first line of the sibling ``.txt``), so results print and show nicely. Ids are content hashes and
-already-stored ids are skipped, so indexing resumes where it stopped.
+``caption_of`` reads a picture's or sound's caption: the first line of the ``.txt`` beside it.
 """
 
 from __future__ import annotations
@@ -17,21 +15,13 @@ import os
 import shutil
 import subprocess
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, cast
-
-import grpc
-
-from synesthesia.modality import Modality
-from synesthesia.search_cli import content_id, ensure_collection, stub_for, upsert_item, walk
-from synesthesia.v1 import search_pb2, search_pb2_grpc
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS = PurePosixPath("usr/share/tuxpaint/stamps")
 # Spoken letters and numbers: many clips of speech rather than sounds of things.
 SKIPPED = ("symbols/alphabets/", "symbols/math/")
-KIND = {Modality.IMAGE: "picture", Modality.AUDIO: "sound", Modality.TEXT: "caption"}
 DONE_MARKER = ".complete"
 
 
@@ -169,79 +159,3 @@ def obtain_tuxpaint(cache: Path) -> Path:
     partial.rename(root)
     deb.unlink()  # 160 MB no longer needed: the marker says the gallery is complete
     return root
-
-
-def gallery_item(path: Path, modality: Modality, root: Path) -> search_pb2.UpsertItem:
-    item = upsert_item(path, modality, root)
-    caption = item.text if modality is Modality.TEXT else caption_of(path)
-    item.metadata.update({"kind": KIND[modality], "caption": caption[:300]})
-    return item
-
-
-@dataclass
-class Indexed:
-    added: int
-    already: int
-    rejected: list[str]  # "path: the service's reason", for files the encoders refused
-
-
-def _upsert(
-    stub: search_pb2_grpc.SearchServiceStub, collection: str, items: list[search_pb2.UpsertItem]
-) -> tuple[int, list[str]]:
-    """One batch; when the service refuses it (a bad file), item by item, skipping the bad."""
-    try:
-        return len(
-            stub.Upsert(
-                search_pb2.UpsertRequest(collection=collection, items=items), timeout=600
-            ).ids
-        ), []
-    except grpc.RpcError as err:
-        if err.code() != grpc.StatusCode.INVALID_ARGUMENT or len(items) == 1:
-            if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                return 0, [f"{items[0].metadata['path']}: {err.details()}"]
-            raise
-    added, rejected = 0, list[str]()
-    for item in items:
-        n, bad = _upsert(stub, collection, [item])
-        added, rejected = added + n, rejected + bad
-    return added, rejected
-
-
-def index_gallery(
-    target: str, root: Path, collection: str, batch: int = 16, progress: bool = True
-) -> Indexed:
-    """Indexes every picture, sound and .txt under ``root``, skipping ids already stored (so it
-    resumes) and files the encoders refuse (listed in the result). Files with identical content
-    share one id and are stored once."""
-    from tqdm import tqdm
-
-    files: dict[str, tuple[Path, Modality]] = {}
-    for path, modality in walk(root):
-        files.setdefault(content_id(path.read_bytes()), (path, modality))
-    channel, stub = stub_for(target)
-    with channel:
-        ensure_collection(stub, collection)
-        ids = list(files)
-        stored: set[str] = set()
-        for start in range(0, len(ids), 500):
-            reply = stub.Get(
-                search_pb2.GetRequest(collection=collection, ids=ids[start : start + 500]),
-                timeout=60,
-            )
-            stored.update(i.id for i in reply.items)
-        todo = [files[i] for i in ids if i not in stored]
-        result = Indexed(0, len(stored), [])
-        with tqdm(
-            total=len(todo), unit="file", desc=f"indexing into {collection!r}", disable=not progress
-        ) as bar:
-            for start in range(0, len(todo), batch):
-                part = todo[start : start + batch]
-                added, rejected = _upsert(
-                    stub, collection, [gallery_item(p, m, root) for p, m in part]
-                )
-                result.added += added
-                result.rejected += rejected
-                for line in rejected:
-                    bar.write(f"skipped {line}")
-                bar.update(len(part))
-    return result

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import grpc
-from google.protobuf import json_format
-
+from synesthesia.apps.indexing import EXTENSIONS
+from synesthesia.client import Hit, SearchClient
+from synesthesia.errors import SynesthesiaError
 from synesthesia.modality import Modality
-from synesthesia.protoconv import modality_from_proto, modality_to_proto
-from synesthesia.serving.server import channel_options
-from synesthesia.v1 import search_pb2, search_pb2_grpc
 
 AMONG = {
     "all": (),
@@ -23,11 +22,11 @@ AMONG = {
 }
 # gRPC status -> HTTP status for the page; a user's mistake is 400 with the service's details.
 HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.FAILED_PRECONDITION: 503,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    "INVALID_ARGUMENT": 400,
+    "NOT_FOUND": 404,
+    "FAILED_PRECONDITION": 503,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
 }
 
 
@@ -50,25 +49,22 @@ class Searcher:
 
     def __post_init__(self) -> None:
         # No keepalive pings: an idle page would otherwise be told "too_many_pings" by the server.
-        options = [o for o in channel_options() if not o[0].startswith("grpc.keepalive")]
-        self._channel = grpc.insecure_channel(self.address, options=options)
-        self._stub = search_pb2_grpc.SearchServiceStub(self._channel)
+        self._client = SearchClient(self.address, timeout=self.timeout, keepalive=False)
 
     def close(self) -> None:
-        self._channel.close()
+        self._client.close()
 
-    def _call(self, method: str, request: Any) -> Any:
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
         try:
-            return getattr(self._stub, method)(request, timeout=self.timeout)
-        except grpc.RpcError as err:
-            code = err.code()
-            status = HTTP_STATUS.get(code, 502)
-            raise QueryError(status, f"{code.name}: {err.details()}") from None
+            yield
+        except SynesthesiaError as err:
+            status = HTTP_STATUS.get(err.code, 502)
+            raise QueryError(status, f"{err.code}: {err.message}") from None
 
     def info(self) -> dict[str, Any]:
-        reply = self._call(
-            "DescribeCollection", search_pb2.DescribeCollectionRequest(collection=self.collection)
-        )
+        with self._explained():
+            reply = self._client.describe_collection(self.collection)
         return {
             "collection": self.collection,
             "count": reply.count,
@@ -81,26 +77,26 @@ class Searcher:
             raise QueryError(400, f"unknown choice {among!r}: use one of {', '.join(AMONG)}")
         if not 1 <= k <= 100:
             raise QueryError(400, "k must be between 1 and 100")
-        req = search_pb2.QueryRequest(collection=self.collection, k=k)
-        req.modalities.extend(modality_to_proto(m) for m in AMONG[among])
-        if kind == "text":
-            words = body.decode("utf-8", errors="replace").strip()
-            if not words:
-                raise QueryError(400, "type some words to search with")
-            req.text = words
-        elif kind == "image":
-            req.image = body
-        elif kind == "audio":
-            req.audio = body
-        else:
+        if kind not in ("text", "image", "audio"):
             raise QueryError(400, f"unknown input {kind!r}: use text, image or audio")
+        words = body.decode("utf-8", errors="replace").strip() if kind == "text" else None
+        if kind == "text" and not words:
+            raise QueryError(400, "type some words to search with")
         if kind != "text" and not body:
             raise QueryError(400, "the file is empty")
-        reply = self._call("Query", req)
-        return [self._hit(h) for h in reply.hits]
+        with self._explained():
+            hits = self._client.query(
+                self.collection,
+                text=words,
+                image=body if kind == "image" else None,
+                audio=body if kind == "audio" else None,
+                k=k,
+                modalities=AMONG[among],
+            )
+        return [self._hit(h) for h in hits]
 
-    def _hit(self, hit: search_pb2.QueryHit) -> dict[str, Any]:
-        meta = json_format.MessageToDict(hit.metadata)
+    def _hit(self, hit: Hit) -> dict[str, Any]:
+        meta = hit.metadata
         path = str(meta.get("path", ""))
         url = ""
         if path and self.gallery is not None and media_file(self.gallery, path) is not None:
@@ -108,7 +104,7 @@ class Searcher:
         return {
             "id": hit.id,
             "score": round(float(hit.score), 4),
-            "modality": modality_from_proto(hit.modality).value,
+            "modality": hit.modality.value,
             "caption": str(meta.get("caption", "")),
             "path": path,
             "url": url,
@@ -118,8 +114,6 @@ class Searcher:
 def media_file(root: Path, rel: str) -> Path | None:
     """``root/rel`` when it is a picture, sound or text file inside ``root``; else None (so no
     path, however spelled — ``..``, absolute, symlinked out — reaches a file outside it)."""
-    from synesthesia.search_cli import EXTENSIONS
-
     if not rel or "\x00" in rel or rel.startswith(("/", "\\")):
         return None
     base = root.resolve()

@@ -1,0 +1,74 @@
+"""``synesthesia index`` and ``synesthesia search``: a folder of pictures, sounds and texts into a
+collection (see ``synesthesia.apps.indexing``), and a ranked table of a cross-modal query."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from synesthesia.apps.indexing import index_folder
+from synesthesia.client import Hit, SearchClient
+from synesthesia.modality import Modality
+
+DEFAULT_SEARCH = "127.0.0.1:50054"
+
+
+def index_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="synesthesia index",
+        description="index a folder of pictures, sounds and .txt files (a .txt beside a picture "
+        "or sound, with the same name, is its caption)",
+    )
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--collection", "-c", required=True)
+    parser.add_argument("--address", default=DEFAULT_SEARCH, help="search service host:port")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument(
+        "--caption-items",
+        action="store_true",
+        help="also index caption .txt files as text items of their own",
+    )
+    args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        parser.error(f"{args.folder} is not a folder")
+    with SearchClient(args.address) as client:
+        done = index_folder(
+            client, args.folder, args.collection, caption_items=args.caption_items, batch=args.batch
+        )
+    refused = f", refused {len(done.rejected)} (named above)" if done.rejected else ""
+    print(f"added {done.added}, already indexed {done.already}{refused}")
+    return 0
+
+
+def format_hits(hits: list[Hit]) -> str:
+    lines = [f"{'#':>2}  {'score':>6}  {'kind':5}  {'item':40}"]
+    for rank, h in enumerate(hits, 1):
+        label = " ".join(str(h.metadata.get("caption") or h.metadata.get("path") or h.id).split())
+        lines.append(f"{rank:>2}  {h.score:6.3f}  {h.modality.value:5}  {label[:60]}")
+    return "\n".join(lines)
+
+
+def search_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="synesthesia search")
+    parser.add_argument("--collection", "-c", required=True)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text")
+    what.add_argument("--image", type=Path, help="a picture file")
+    what.add_argument("--audio", type=Path, help="a sound file")
+    what.add_argument("--id", help="a stored item's id")
+    parser.add_argument("--only", choices=[m.value for m in Modality])
+    parser.add_argument("-k", type=int, default=5)
+    parser.add_argument("--address", default=DEFAULT_SEARCH)
+    args = parser.parse_args(argv)
+    query = {
+        "text": args.text,
+        "id": args.id,
+        "image": args.image.read_bytes() if args.image else None,
+        "audio": args.audio.read_bytes() if args.audio else None,
+    }
+    with SearchClient(args.address) as client:
+        hits = client.query(
+            args.collection, k=args.k, modalities=[args.only] if args.only else [], **query
+        )
+    print(format_hits(hits))
+    return 0
