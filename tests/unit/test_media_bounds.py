@@ -92,3 +92,98 @@ def test_truncated_flac_is_named() -> None:
     data = mf.wav(2.0, fmt="FLAC")
     with pytest.raises(InvalidInput, match="audio"):
         decode_audio(data[: len(data) // 3])
+
+
+# --- text: only the part that reaches the context is tokenised ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def wordpiece():  # type: ignore[no-untyped-def]
+    from synesthesia.models.minilm.embedder import load_tokenizer
+
+    return load_tokenizer(256)
+
+
+def test_every_separator_splits_the_shipped_tokenizer(wordpiece) -> None:  # type: ignore[no-untyped-def]
+    """Cutting just before a separator concatenates the token sequences of both sides."""
+    from synesthesia.media.text import wordpiece_separators
+
+    pattern = wordpiece_separators(wordpiece)
+    candidates = [chr(c) for c in range(0x10000) if pattern.fullmatch(chr(c))]
+    candidates += [chr(c) for c in range(0x20000, 0x2FA20, 101) if pattern.fullmatch(chr(c))]
+    assert len(candidates) > 800
+
+    def ids(s: str) -> list[int]:
+        return wordpiece.encode(s, add_special_tokens=False).ids
+
+    for c in candidates:
+        for left in ("Straße", "ΑΣ", "e\u0301", "中"):
+            right = c + "d\u0301x"
+            assert ids(left + right) == ids(left) + ids(right), (hex(ord(c)), left)
+
+
+def long_texts() -> dict[str, str]:
+    rng = np.random.default_rng(7)
+    words = ["the", "Dog", "barks", "naïve", "café", "中文", "—", "xylophone's", "e\u0301t\u00e9"]
+    prose = " ".join(rng.choice(words, 200_000))[:900_000]
+    return {
+        "prose": prose,
+        "spaces then prose": " " * 500_000 + prose[:400_000],
+        "cjk": "中国" * 200_000,
+        "dashes": "—a" * 200_000,
+        "punctuation": "!?" * 300_000,
+        "one long word": "a" * 500_000 + " b" * 5000,
+        "accents": "e\u0301" * 300_000 + " word" * 2000,
+        "controls": "\x01" * 400_000 + "word " * 2000,
+        "few tokens": "word " * 200 + " " * 600_000,
+    }
+
+
+@pytest.mark.parametrize("name", list(long_texts()))
+def test_wordpiece_prefix_is_exact(wordpiece, name: str) -> None:  # type: ignore[no-untyped-def]
+    from synesthesia.media.text import wordpiece_prefix, wordpiece_separators
+
+    text = long_texts()[name]
+
+    def count(chunk: str) -> int:
+        return len(wordpiece.encode(chunk, add_special_tokens=False).ids)
+
+    prefix = wordpiece_prefix(text, count, 254, wordpiece_separators(wordpiece))
+    full, cut = wordpiece.encode(text), wordpiece.encode(prefix)
+    assert cut.ids == full.ids
+    assert bool(cut.overflowing) == bool(full.overflowing)
+    if name not in ("few tokens",):
+        assert len(prefix) < len(text)
+
+
+def test_minilm_long_text_vectors_equal_the_untruncated_path() -> None:
+    from synesthesia.models import create_model
+
+    model = create_model("synesthesia-minilm", modalities=["text"])
+    texts = [long_texts()["prose"], long_texts()["spaces then prose"], "Le chien aboie " * 300]
+    texts = [t.encode()[:1_000_000].decode(errors="ignore") for t in texts]  # within the limit
+    ours = model.embed("text", texts)
+    ref = []
+    for text in texts:
+        enc = model.tokenizer.encode(text)  # the whole text, as before
+        ids = torch.tensor([enc.ids])
+        ref.append(model.model.encode_text(ids, torch.ones_like(ids, dtype=torch.bool)).numpy()[0])
+    np.testing.assert_array_equal(ours, np.stack(ref))
+    prepared = model.prepare("text", texts[0])
+    assert prepared.truncated
+
+
+def test_clip_tokenizer_stops_reading_after_its_context() -> None:
+    pytest.importorskip("open_clip")
+    from synesthesia.models.imagebind.tokenizer import ClipTokenizer
+
+    tok = ClipTokenizer()
+    for text in [*list(long_texts().values())[:4], "a short one", "&amp;lt; x " * 40]:
+        full = [tok.sot_id, *tok.encode(text)]
+        expected = [*full[:76], tok.eot_id]
+        row, truncated = tok.encode_padded(text)
+        assert row[: len(expected)].tolist() == expected
+        assert truncated == (len(full) + 1 > 77)
+    start = time.process_time()
+    tok.encode_padded(long_texts()["prose"])
+    assert time.process_time() - start < 1.0
