@@ -187,3 +187,50 @@ def test_clip_tokenizer_stops_reading_after_its_context() -> None:
     start = time.process_time()
     tok.encode_padded(long_texts()["prose"])
     assert time.process_time() - start < 1.0
+
+
+# --- images: a header must be backed by data ---------------------------------------------------
+
+
+def header_only(fmt: str, width: int = 6000, height: int = 6000) -> bytes:
+    """A valid 16x16 file whose header is patched to claim width x height (631 bytes or so)."""
+    import struct
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 30, 200)).save(buf, fmt, quality=80)
+    data = bytearray(buf.getvalue())
+    if fmt == "JPEG":
+        struct.pack_into(">HH", data, data.find(b"\xff\xc0") + 5, height, width)
+    else:  # simple lossy WebP: the VP8 frame header
+        struct.pack_into("<HH", data, 26, width, height)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
+def test_header_claiming_more_than_the_file_holds_is_refused_up_front(fmt: str) -> None:
+    from synesthesia.media import decode_image
+
+    data = header_only(fmt)
+    assert len(data) < 1000
+    start = time.process_time()
+    with pytest.raises(InvalidInput, match=r"truncated: its header declares 36,000,000 pixels"):
+        decode_image(data)
+    assert time.process_time() - start < 0.05  # was 0.17 s and +230 MB (JPEG)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "kw"),
+    [("JPEG", {"quality": 1, "progressive": True, "optimize": True}), ("PNG", {}), ("GIF", {})],
+)
+def test_flat_large_images_are_still_accepted(fmt: str, kw: dict) -> None:
+    """The most compressible real files sit far inside the bounds."""
+    from PIL import Image
+    from synesthesia.media import decode_image
+    from synesthesia.media.image import MAX_PIXELS_PER_BYTE
+
+    buf = io.BytesIO()
+    Image.new("L", (3000, 2000), 128).save(buf, fmt, **kw)
+    assert 3000 * 2000 / len(buf.getvalue()) < MAX_PIXELS_PER_BYTE[fmt] / 1.5
+    assert decode_image(buf.getvalue()).size == (3000, 2000)
