@@ -35,8 +35,11 @@ _KIND_OUT = {
 }
 
 
-def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(s) if s.fields else {}
+def struct_to_dict(s: struct_pb2.Struct, what: str = "filter") -> dict[str, Any]:
+    try:
+        return json_format.MessageToDict(s) if s.fields else {}
+    except ValueError:  # NaN or +-Infinity: JSON has no such number (was INTERNAL)
+        raise InvalidInput(f"{what} contains NaN or Infinity; numbers must be finite") from None
 
 
 def dict_to_struct(d: dict[str, Any]) -> struct_pb2.Struct:
@@ -189,7 +192,10 @@ class SearchCore:
 
     @staticmethod
     def _metadata(index: int, item: search_pb2.UpsertItem) -> dict[str, Any]:
-        meta = struct_to_dict(item.metadata)
+        try:
+            meta = struct_to_dict(item.metadata, "metadata")
+        except InvalidInput as exc:
+            raise item_error(index, item.id, str(exc)) from None
         for key, value in meta.items():
             if isinstance(value, dict | list) or value is None:
                 raise item_error(

@@ -1,0 +1,143 @@
+"""Bad input is INVALID_ARGUMENT, never INTERNAL or UNKNOWN (issue 15): non-finite numbers in
+metadata and filters, request bytes that do not parse (invalid UTF-8), odd collection names."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+from grpc import aio
+from synesthesia.errors import InvalidInput
+from synesthesia.index import IndexManager
+from synesthesia.index.types import validate_name
+from synesthesia.serving.interceptors import ServerInterceptor
+from synesthesia.services.search.core import SearchCore
+from synesthesia.v1 import common_pb2, search_pb2
+
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+def struct(d: dict) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(d)
+    return out
+
+
+@pytest.fixture
+def core(tmp_path: Path):  # type: ignore[no-untyped-def]
+    manager = IndexManager(tmp_path)
+    c = SearchCore(manager, 100)
+    c.create(search_pb2.CollectionConfig(name="c", dim=2))
+    yield c
+    manager.close(snapshot=False)
+
+
+@pytest.mark.parametrize("bad", NON_FINITE)
+def test_non_finite_metadata_names_the_item(core, bad: float) -> None:  # type: ignore[no-untyped-def]
+    item = search_pb2.UpsertItem(
+        id="x",
+        vector=search_pb2.Vector(values=[1.0, 0.0]),
+        modality=common_pb2.MODALITY_IMAGE,
+        metadata=struct({"year": bad}),
+    )
+    parsed = core.parse_upsert(search_pb2.UpsertRequest(collection="c", items=[item]))
+    with pytest.raises(InvalidInput, match=r"item 0 \(id 'x'\): metadata contains NaN or Inf"):
+        core.commit_upsert(parsed, {})
+
+
+@pytest.mark.parametrize("bad", NON_FINITE)
+def test_non_finite_filter_is_invalid_argument(core, bad: float) -> None:  # type: ignore[no-untyped-def]
+    for flt in ({"metadata": {"year": {"gt": bad}}}, {"metadata": {"year": bad}}):
+        request = search_pb2.QueryRequest(collection="c", k=1, filter=struct(flt))
+        with pytest.raises(InvalidInput, match="filter contains NaN or Infinity"):
+            core.query_filter(request)
+        with pytest.raises(InvalidInput):
+            core.delete(search_pb2.DeleteRequest(collection="c", filter=struct(flt)))
+
+
+@pytest.mark.parametrize("name", ["c\n", "c ", " c", "c\t", "c\x00", "c\r\n", "\nc", "ç"])
+def test_collection_names_with_stray_characters_are_refused(name: str) -> None:
+    with pytest.raises(InvalidInput, match="invalid collection name"):
+        validate_name(name)
+
+
+@pytest.mark.parametrize("name", ["c", "a-b_c.d", "X9", "a" * 64])
+def test_valid_collection_names_still_pass(name: str) -> None:
+    assert validate_name(name) == name
+
+
+def test_trailing_newline_is_not_another_collection(core) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidInput):
+        core.create(search_pb2.CollectionConfig(name="c\n", dim=2))
+    with pytest.raises(InvalidInput):
+        core.describe("c\n")
+
+
+# --- the interceptor: request bytes that do not parse ------------------------------------------
+
+BAD_UTF8 = b"\x0a\x02\xff\xfe"  # field 1 (string collection) = 0xFF 0xFE
+
+
+async def _echo(request: search_pb2.GetRequest, context: aio.ServicerContext) -> bytes:
+    return request.collection.encode()
+
+
+async def _count(requests, context: aio.ServicerContext) -> bytes:  # type: ignore[no-untyped-def]
+    n = 0
+    async for _ in requests:
+        n += 1
+    return str(n).encode()
+
+
+async def _each(requests, context: aio.ServicerContext):  # type: ignore[no-untyped-def]
+    async for request in requests:
+        yield request.collection.encode()
+
+
+async def _run_calls() -> dict[str, object]:
+    server = aio.server(interceptors=[ServerInterceptor()])
+    parse = search_pb2.GetRequest.FromString
+    handlers = {
+        "Unary": grpc.unary_unary_rpc_method_handler(_echo, request_deserializer=parse),
+        "ClientStream": grpc.stream_unary_rpc_method_handler(_count, request_deserializer=parse),
+        "BothStream": grpc.stream_stream_rpc_method_handler(_each, request_deserializer=parse),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.S", handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    out: dict[str, object] = {}
+    try:
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            good = search_pb2.GetRequest(collection="ok").SerializeToString()
+            out["good"] = await channel.unary_unary("/t.S/Unary")(good)
+            for name, call in (
+                ("unary", lambda: channel.unary_unary("/t.S/Unary")(BAD_UTF8)),
+                (
+                    "client",
+                    lambda: channel.stream_unary("/t.S/ClientStream")(iter([good, BAD_UTF8])),
+                ),
+            ):
+                try:
+                    await call()
+                except aio.AioRpcError as err:
+                    out[name] = (err.code(), err.details())
+            try:
+                async for _ in channel.stream_stream("/t.S/BothStream")(iter([good, BAD_UTF8])):
+                    pass
+            except aio.AioRpcError as err:
+                out["both"] = (err.code(), err.details())
+    finally:
+        await server.stop(None)
+    return out
+
+
+def test_undecodable_requests_are_invalid_argument() -> None:
+    out = asyncio.run(_run_calls())
+    assert out["good"] == b"ok"
+    for name in ("unary", "client", "both"):
+        code, details = out[name]  # type: ignore[misc]
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (name, code, details)
+        assert "UTF-8" in details
