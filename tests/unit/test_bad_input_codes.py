@@ -13,8 +13,8 @@ from grpc import aio
 from synesthesia.errors import InvalidInput
 from synesthesia.index import IndexManager
 from synesthesia.index.types import validate_name
-from synesthesia.serving.interceptors import ServerInterceptor
 from synesthesia.services.search.core import SearchCore
+from synesthesia.serving.interceptors import ServerInterceptor
 from synesthesia.v1 import common_pb2, search_pb2
 
 NON_FINITE = [float("nan"), float("inf"), float("-inf")]
