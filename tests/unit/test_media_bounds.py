@@ -234,3 +234,13 @@ def test_flat_large_images_are_still_accepted(fmt: str, kw: dict) -> None:
     Image.new("L", (3000, 2000), 128).save(buf, fmt, **kw)
     assert 3000 * 2000 / len(buf.getvalue()) < MAX_PIXELS_PER_BYTE[fmt] / 1.5
     assert decode_image(buf.getvalue()).size == (3000, 2000)
+
+
+def test_decoded_size_is_bounded_before_decoding() -> None:
+    """A small FLAC of silence claiming many channels at a high rate is refused from its
+    header; 48 kHz stereo at the full duration is not."""
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((96_000 * 2, 8), dtype=np.float32), 96_000, format="FLAC")
+    with pytest.raises(InvalidInput, match="decodes to 192,000 frames x 8 channels"):
+        decode_audio(buf.getvalue(), max_seconds=2)
+    assert len(decode_audio(wav_at(48_000, 2.0), max_seconds=2)) == 32_000

@@ -2,7 +2,9 @@
 
 * Formats: whatever libsndfile reads through ``soundfile``: WAV, FLAC, OGG/Vorbis, MP3, AIFF.
 * The duration is read from the header first; clips longer than ``max_seconds`` are rejected
-  before decoding, clips shorter than ``min_seconds`` are rejected (nothing to hear).
+  before decoding, and so are clips that decode to more than ``max_seconds`` x 96,000 samples
+  (frames x channels: 600 s of 48 kHz stereo); decoding never reads past either limit. Clips
+  shorter than ``min_seconds`` are rejected (nothing to hear).
 * Multichannel audio is mixed to mono (the mean of the channels), then resampled to the model's
   rate with torchaudio's band-limited sinc filter, in time and memory linear in the clip for
   every sample rate (``resample``; odd rates such as 44,101 Hz no longer build a kernel of
@@ -27,6 +29,10 @@ from synesthesia.errors import InvalidInput
 
 DEFAULT_MAX_SECONDS = 600.0
 DEFAULT_MIN_SECONDS = 0.05
+#: Decoded samples (frames x channels) are at most ``max_seconds`` times this: 600 s of 48 kHz
+#: stereo (57.6 M samples, 230 MB as float32), 300 s of 96 kHz stereo, 200 s of 48 kHz 5.1. A
+#: 64 MB FLAC of silence could otherwise claim 600 s of 192 kHz x 8 channels (3.7 GB).
+MAX_DECODED_RATE = 96_000
 
 
 def read_audio(
@@ -46,8 +52,17 @@ def read_audio(
                 raise InvalidInput(
                     f"audio is {f.frames / sr:.1f} s long; the limit is {max_seconds:g} s"
                 )
+            max_samples = round(max_seconds * MAX_DECODED_RATE)
+            if f.frames * f.channels > max_samples:
+                raise InvalidInput(
+                    f"audio decodes to {f.frames:,} frames x {f.channels} channels; the limit is "
+                    f"{max_samples:,} samples ({max_seconds:g} s of 48 kHz stereo): "
+                    "downsample or split it"
+                )
             declared = f.frames
-            wave = f.read(dtype="float32", always_2d=True)
+            # at most one frame past either limit, whatever the header says (e.g. MP3)
+            most = min(int(max_seconds * sr), max_samples // f.channels) + 1
+            wave = f.read(frames=most, dtype="float32", always_2d=True)
     except InvalidInput:
         raise
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError …
@@ -69,7 +84,9 @@ def read_audio(
             f"the minimum is {min_seconds * 1000:g} ms"
         )
     if seconds > max_seconds:  # header frame counts can be missing (e.g. some MP3s)
-        raise InvalidInput(f"audio is {seconds:.1f} s long; the limit is {max_seconds:g} s")
+        raise InvalidInput(f"audio is over {max_seconds:g} s long; the limit is {max_seconds:g} s")
+    if wave.size > max_samples:
+        raise InvalidInput(f"audio decodes to over {max_samples:,} samples; downsample or split it")
     if not np.isfinite(wave).all():
         raise InvalidInput("audio contains non-finite samples (NaN or inf)")
     return wave, sr
