@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -97,7 +98,7 @@ async def _each(requests, context: aio.ServicerContext):  # type: ignore[no-unty
         yield request.collection.encode()
 
 
-async def _run_calls() -> dict[str, object]:
+async def _run_calls() -> dict[str, Any]:
     server = aio.server(interceptors=[ServerInterceptor()])
     parse = search_pb2.GetRequest.FromString
     handlers = {
@@ -108,7 +109,7 @@ async def _run_calls() -> dict[str, object]:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.S", handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     try:
         async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             good = search_pb2.GetRequest(collection="ok").SerializeToString()
@@ -138,6 +139,6 @@ def test_undecodable_requests_are_invalid_argument() -> None:
     out = asyncio.run(_run_calls())
     assert out["good"] == b"ok"
     for name in ("unary", "client", "both"):
-        code, details = out[name]  # type: ignore[misc]
+        code, details = out[name]
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (name, code, details)
         assert "UTF-8" in details
