@@ -150,7 +150,7 @@ TORCHAUDIO_MAX_MACS = 700
 POLYPHASE_MAX_TAPS = 1 << 21
 _LOWPASS_WIDTH = 6  # torchaudio's defaults
 _ROLLOFF = 0.99
-_CHUNK_OUTPUTS = 1 << 15
+_CHUNK_ELEMENTS = 1 << 22  # output samples x taps gathered at once (16 MB of float32)
 
 
 def _half_width(p: int, q: int) -> int:
@@ -212,8 +212,9 @@ def _resample_polyphase(wave: np.ndarray, p: int, q: int) -> np.ndarray:
     padded = torch.nn.functional.pad(flat, (w, w + 2))
     windows = padded.unfold(1, 2 * w + 2, 1)  # a view: [channels, n + 1, 2w + 2]
     out = torch.empty(flat.shape[0], n_out, dtype=torch.float32)
-    for start in range(0, n_out, _CHUNK_OUTPUTS):
-        j = torch.arange(start, min(n_out, start + _CHUNK_OUTPUTS), dtype=torch.int64)
+    chunk = max(1, _CHUNK_ELEMENTS // (flat.shape[0] * (2 * w + 2)))
+    for start in range(0, n_out, chunk):
+        j = torch.arange(start, min(n_out, start + chunk), dtype=torch.int64)
         first = (j * p) // q  # c; in the padded signal input c - w sits at index c
         phase = (j * p) % q
         out[:, start : start + len(j)] = torch.einsum("cjk,jk->cj", windows[:, first], table[phase])
