@@ -142,3 +142,24 @@ def test_undecodable_requests_are_invalid_argument() -> None:
         code, details = out[name]
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (name, code, details)
         assert "UTF-8" in details
+
+
+def test_a_stored_legacy_name_stays_reachable_to_drop(tmp_path: Path) -> None:
+    """A collection created before names were fully matched ('c\\n') loads, can be dropped, and
+    does not make 'c\\n' a valid new name."""
+    from synesthesia.index.types import CollectionSpec
+
+    manager = IndexManager(tmp_path)
+    manager._store.create_collection(CollectionSpec("legacy\n", 2))  # as an old release did
+    manager.close(snapshot=False)
+    manager = IndexManager(tmp_path)
+    try:
+        assert [s.name for s in manager.list_collections()] == ["legacy\n"]
+        assert manager.collection("legacy\n").spec.dim == 2
+        manager.drop_collection("legacy\n")
+        with pytest.raises(InvalidInput):
+            manager.collection("legacy\n")
+        with pytest.raises(InvalidInput):
+            manager.create_collection("legacy\n", 2)
+    finally:
+        manager.close(snapshot=False)
