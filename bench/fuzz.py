@@ -3,8 +3,9 @@
     .venv/bin/python bench/fuzz.py [--n 10000] [--only image,audio,text,filter] [--seed 0]
 
 Each input is a mutation of a small valid seed (bytes overwritten, header fields set to extreme
-values, chunks duplicated or cut, the file truncated) or plain random bytes; filters are random
-JSON-like trees over the real keys and operators. Every input must either be accepted or raise
+values, chunks duplicated or cut, the file truncated) or plain random bytes; text must also cut
+exactly (the MiniLM prefix gives the whole text's tokens); filters are random JSON-like trees
+over the real keys and operators. Every input must either be accepted or raise
 ``InvalidInput``; anything else is a crash, and an input that takes longer than ``--hang``
 seconds of wall time is a hang (SIGALRM). Prints counts per target and the first crashes.
 The bounded version of the same properties runs in the test suite
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import io
 import json
 import signal
@@ -88,6 +90,20 @@ TEXT_SEEDS = [
 ]
 
 
+TEXT_ALPHABET = [*"ab Zé中—!?'_ \t\n\r\x01\u0301\u00a0\u3000\u061dΣς\ufffd\u200b", "xylo"]
+
+
+def random_text(rng: np.random.Generator) -> bytes:
+    """Up to 2,000 symbols of letters, separators, marks, controls and odd code points."""
+    out = []
+    for _ in range(int(rng.integers(1, 2000))):
+        if rng.random() < 0.1:
+            out.append(chr(int(rng.integers(32, 0x30000))))
+        else:
+            out.append(TEXT_ALPHABET[int(rng.integers(0, len(TEXT_ALPHABET)))])
+    return "".join(out).encode("utf-8", "replace")
+
+
 def mutate(seed: bytes, rng: np.random.Generator) -> bytes:
     """One random mutation chain of ``seed`` (or, sometimes, random bytes)."""
     if rng.random() < 0.05:
@@ -148,10 +164,35 @@ def check_filter(spec: Any) -> str:
     return "accepted"
 
 
+_WORDPIECE: list[Any] = []
+
+
+def check_text(data: bytes) -> str:
+    """validate_text, then the MiniLM cut with a tiny context (6 tokens, 4-character chunks) must
+    give the whole text's ids and truncation flag (a mismatch is a crash)."""
+    from synesthesia.media.text import wordpiece_prefix, wordpiece_separators
+    from synesthesia.models.minilm.embedder import load_tokenizer
+
+    text = validate_text(data)
+    if not _WORDPIECE:
+        tok = load_tokenizer(8)
+        _WORDPIECE.extend([tok, wordpiece_separators(tok)])
+    tok, separators = _WORDPIECE
+
+    def count(chunk: str) -> int:
+        return len(tok.encode(chunk, add_special_tokens=False).ids)
+
+    prefix = wordpiece_prefix(text, count, 6, separators, chunk_chars=4)
+    full, cut = tok.encode(text), tok.encode(prefix)
+    if cut.ids != full.ids or bool(cut.overflowing) != bool(full.overflowing):
+        raise AssertionError(f"the cut changed the tokens of {text!r}")
+    return "accepted"
+
+
 TARGETS: dict[str, tuple[Callable[[], list[bytes]], Callable[[Any], object]]] = {
     "image": (image_seeds, decode_image),
     "audio": (audio_seeds, decode_audio),
-    "text": (lambda: TEXT_SEEDS, validate_text),
+    "text": (lambda: TEXT_SEEDS, check_text),
 }
 
 
@@ -174,11 +215,15 @@ def run(target: str, n: int, seed: int, hang_s: float) -> dict[str, Any]:
     signal.signal(signal.SIGALRM, _alarm)
     seeds = TARGETS[target][0]() if target != "filter" else []
     for seed_bytes in seeds:  # first-use costs (imports, libraries) are not an input's cost
-        TARGETS[target][1](seed_bytes)
+        with contextlib.suppress(InvalidInput):
+            TARGETS[target][1](seed_bytes)
     for _ in range(n):
         if target == "filter":
             item: Any = random_filter(rng)
             call: Callable[[Any], object] = check_filter
+        elif target == "text" and rng.random() < 0.5:
+            item = random_text(rng)
+            call = TARGETS[target][1]
         else:
             item = mutate(seeds[int(rng.integers(0, len(seeds)))], rng)
             call = TARGETS[target][1]
