@@ -150,7 +150,7 @@ TORCHAUDIO_MAX_MACS = 700
 POLYPHASE_MAX_TAPS = 1 << 21
 _LOWPASS_WIDTH = 6  # torchaudio's defaults
 _ROLLOFF = 0.99
-_CHUNK_ELEMENTS = 1 << 22  # output samples x taps gathered at once (16 MB of float32)
+_CHUNK_ELEMENTS = 1 << 20  # output samples x taps gathered at once (4 MB of float32)
 
 
 def _half_width(p: int, q: int) -> int:

@@ -96,6 +96,9 @@ def _is_starter(c: str) -> bool:
     return unicodedata.combining(c) == 0 and all(unicodedata.combining(d) == 0 for d in decomposed)
 
 
+_BLANK_RUN = re.compile(r"[ \t\n\r]+")
+
+
 def wordpiece_prefix(
     text: str,
     count_tokens: Callable[[str], int],
@@ -112,6 +115,10 @@ def wordpiece_prefix(
         return text
     pos, count = 0, 0
     while pos < len(text):
+        blank = _BLANK_RUN.match(text, pos)  # gives no token and splits words: skipped unread
+        if blank and blank.end() - pos > chunk_chars:
+            pos = blank.end()
+            continue
         found = separators.search(text, pos + chunk_chars)
         end = found.start() if found else len(text)
         count += count_tokens(text[pos:end])
