@@ -106,13 +106,28 @@ def wordpiece_prefix(
     separators: re.Pattern[str],
     chunk_chars: int = 2048,
 ) -> str:
-    """The shortest prefix of ``text`` (cut at a word separator, see above) whose tokens include
-    the whole text's first ``max_tokens`` tokens and at least one more, or ``text`` itself if it
-    has no more than ``max_tokens``. ``count_tokens(chunk)`` counts a chunk's tokens without
-    special tokens (a count capped anywhere above ``max_tokens`` is enough); ``separators`` comes
-    from ``wordpiece_separators(tokenizer)``."""
+    """A text with exactly the tokens of ``text`` as far as its first ``max_tokens`` and at
+    least one more (or all of them, if there are no more): the shortest prefix cut at a word
+    separator (see above), in which runs of blanks (space, tab, CR, LF) longer than a chunk are
+    shortened to one space (they give no token and only split words). ``count_tokens(chunk)``
+    counts a chunk's tokens without special tokens (a count capped anywhere above
+    ``max_tokens`` is enough); ``separators`` comes from ``wordpiece_separators(tokenizer)``."""
     if len(text) <= chunk_chars:
         return text
+    pos, count = 0, 0
+    kept: list[str] = []
+    while pos < len(text) and count <= max_tokens:
+        blank = _BLANK_RUN.match(text, pos)
+        if blank and blank.end() - pos > chunk_chars:  # skipped unread
+            kept.append(" ")
+            pos = blank.end()
+            continue
+        found = separators.search(text, pos + chunk_chars)
+        end = found.start() if found else len(text)
+        kept.append(text[pos:end])
+        count += count_tokens(kept[-1])
+        pos = end
+    return "".join(kept)
     pos, count = 0, 0
     while pos < len(text):
         blank = _BLANK_RUN.match(text, pos)  # gives no token and splits words: skipped unread
