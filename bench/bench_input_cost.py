@@ -74,7 +74,9 @@ def text_mb(kind: str) -> str:
         return " ".join(rng.choice(words, 200_000))[:999_000]
     if kind == "punctuation":
         return "!?" * 499_000
-    return " " * 998_000 + "a dog barks"  # a megabyte of separators, then three words
+    if kind == "controls":
+        return "\x01" * 998_000 + " a dog barks"  # a megabyte that gives no token, no separator
+    return " " * 998_000 + "a dog barks"  # a megabyte of blanks, then three words
 
 
 Case = tuple[str, str, Callable[[], list[object]]]
@@ -89,6 +91,7 @@ CASES: list[Case] = [
     ("text", "60 x 1 MB prose", lambda: [text_mb("prose")] * 60),
     ("text", "60 x 1 MB punctuation", lambda: [text_mb("punctuation")] * 60),
     ("text", "60 x 1 MB spaces + 3 words", lambda: [text_mb("spaces")] * 60),
+    ("text", "60 x 1 MB control characters + 3 words", lambda: [text_mb("controls")] * 60),
     ("text", "a sentence (reference)", lambda: ["a dog barking at the postman"]),
     ("image", "JPEG header-only 6000x6000 (633 B)", lambda: [header_only_jpeg()]),
     ("image", "JPEG flat 6000x6000 (legit, 36 Mpx)", lambda: [flat_jpeg(6000, 6000)]),
