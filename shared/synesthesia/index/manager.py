@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from synesthesia.errors import FailedPrecondition, NotFound
+from synesthesia.errors import FailedPrecondition, InvalidInput, NotFound
 from synesthesia.index.collection import Collection, Tuning
 from synesthesia.index.store import Store
 from synesthesia.index.types import CollectionInfo, CollectionSpec, IndexKind, Metric, validate_name
@@ -47,6 +47,10 @@ class IndexManager:
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()
         for spec in self._store.specs():
+            try:
+                validate_name(spec.name)
+            except InvalidInput:
+                log.warning("collection %r has a name no longer accepted; drop it", spec.name)
             coll = self._new(spec)
             coll.load()
             self._collections[spec.name] = coll
@@ -77,12 +81,12 @@ class IndexManager:
         return spec
 
     def collection(self, name: str) -> Collection:
-        validate_name(name)
         with self._lock:
-            coll = self._collections.get(name)
+            coll = self._collections.get(name) if isinstance(name, str) else None
         if coll is None:
+            validate_name(name)
             raise NotFound(f"collection {name!r} does not exist")
-        return coll
+        return coll  # a name stored before validation tightened stays reachable (to drop it)
 
     def list_collections(self) -> list[CollectionSpec]:
         with self._lock:

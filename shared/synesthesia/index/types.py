@@ -119,7 +119,7 @@ def ivf_train_threshold(params: Mapping[str, int]) -> int:
 
 
 def validate_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise InvalidInput(
             f"invalid collection name {name!r}: 1-64 characters of letters, digits, '_', '.', '-',"
             " starting with a letter or digit"

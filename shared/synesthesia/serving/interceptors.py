@@ -1,6 +1,8 @@
 """One server interceptor for every service: request id, metrics, and the mapping of domain
 errors to gRPC status codes (bad input -> INVALID_ARGUMENT naming the item; anything unexpected
--> INTERNAL with a generic message and the traceback in the log)."""
+-> INTERNAL with a generic message and the traceback in the log). A request that does not parse
+as its message type (e.g. invalid UTF-8 in a string field, which grpc reported as UNKNOWN) is
+INVALID_ARGUMENT too: the deserializer is wrapped so that the failure reaches the handler."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from synesthesia.errors import SynesthesiaError
+from synesthesia.errors import InvalidInput, SynesthesiaError
 from synesthesia.serving.context import REQUEST_ID_HEADER, new_request_id, request_id
 from synesthesia.serving.metrics import LATENCY, REQUESTS
 
@@ -47,6 +49,42 @@ async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str) 
     await context.abort(
         grpc.StatusCode.INTERNAL, f"internal error (request id {request_id.get()}); see server log"
     )
+
+
+class _Undecodable:
+    """What the wrapped deserializer returns for bytes that do not parse: the handler raises."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # protobuf's DecodeError: bad wire data or invalid UTF-8
+            return _Undecodable(str(exc) or type(exc).__name__)
+
+    return deserialize
+
+
+def _parsed(request: Any) -> Any:
+    if isinstance(request, _Undecodable):
+        raise InvalidInput(
+            f"the request does not parse as its message type ({request.problem}); "
+            "string fields must be valid UTF-8"
+        )
+    return request
+
+
+async def _parsed_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _parsed(request)
 
 
 class ServerInterceptor(aio.ServerInterceptor):
@@ -88,7 +126,9 @@ class ServerInterceptor(aio.ServerInterceptor):
 
             async def unary(request: Any, context: aio.ServicerContext) -> Any:
                 async with observed(context):
-                    return await inner(request, context)
+                    if handler.unary_unary:
+                        return await inner(_parsed(request), context)
+                    return await inner(_parsed_stream(request), context)
 
             factory = (
                 grpc.unary_unary_rpc_method_handler
@@ -97,7 +137,7 @@ class ServerInterceptor(aio.ServerInterceptor):
             )
             return factory(
                 unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
 
@@ -105,7 +145,8 @@ class ServerInterceptor(aio.ServerInterceptor):
 
         async def streaming(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
             async with observed(context):
-                async for response in inner_stream(request, context):
+                requests = _parsed(request) if handler.unary_stream else _parsed_stream(request)
+                async for response in inner_stream(requests, context):
                     yield response
 
         factory = (
@@ -115,6 +156,6 @@ class ServerInterceptor(aio.ServerInterceptor):
         )
         return factory(
             streaming,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )

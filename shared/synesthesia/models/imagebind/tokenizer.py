@@ -98,17 +98,22 @@ class ClipTokenizer:
             word = tuple(merged)
         return word
 
-    def encode(self, text: str) -> list[int]:
-        """BPE ids of ``text`` without SOT/EOT and without truncation."""
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        """BPE ids of ``text`` without SOT/EOT and without truncation, or, with ``limit``, its
+        first ids up to at least ``limit`` of them (exactly the same ids as far as they go):
+        pieces are BPE-encoded one by one and reading stops there, so a 1 MB text costs its
+        cleaning, not ~200k BPE tokens."""
         ids: list[int] = []
-        for piece in _PATTERN.findall(_clean(text)):
-            chars = "".join(self._byte_map[b] for b in piece.encode("utf-8"))
+        for match in _PATTERN.finditer(_clean(text)):
+            chars = "".join(self._byte_map[b] for b in match.group().encode("utf-8"))
             ids.extend(self.encoder[t] for t in self._bpe(chars))
+            if limit is not None and len(ids) >= limit:
+                break
         return ids
 
     def encode_padded(self, text: str) -> tuple[torch.Tensor, bool]:
         """One row of 77 ids and whether the text was truncated."""
-        ids = [self.sot_id, *self.encode(text)]
+        ids = [self.sot_id, *self.encode(text, limit=self.context_length - 1)]
         truncated = len(ids) + 1 > self.context_length
         ids = [*ids[: self.context_length - 1], self.eot_id]
         row = torch.zeros(self.context_length, dtype=torch.long)

@@ -14,7 +14,11 @@ from synesthesia.errors import InvalidInput
 from synesthesia.media import decode_audio, decode_image, validate_text
 from synesthesia.media.audio import DEFAULT_MAX_SECONDS
 from synesthesia.media.image import DEFAULT_MAX_PIXELS
-from synesthesia.media.text import DEFAULT_MAX_TEXT_BYTES
+from synesthesia.media.text import (
+    DEFAULT_MAX_TEXT_BYTES,
+    wordpiece_prefix,
+    wordpiece_separators,
+)
 from synesthesia.modality import Modality
 from synesthesia.models.embedder import Embedder, ModelInfo, Prepared, l2_normalize
 from synesthesia.models.minilm.preprocess import audio_to_windows, image_to_tensor
@@ -48,6 +52,10 @@ class MiniLMEmbedder(Embedder):
         self.max_image_pixels = max_image_pixels
         self.max_audio_seconds = max_audio_seconds
         self.max_text_bytes = max_text_bytes
+        self._text_keep = self.cfg.text.max_tokens - (
+            self.tokenizer.num_special_tokens_to_add(False) if self.tokenizer else 0
+        )
+        self._separators = wordpiece_separators(self.tokenizer) if self.tokenizer else None
         self._info = ModelInfo(
             # The revision names the image/audio weights: vectors of another revision are not
             # comparable, and a collection refuses them.
@@ -65,8 +73,13 @@ class MiniLMEmbedder(Embedder):
     # -- prepare: one item, CPU only ---------------------------------------------------------
     def _prepare(self, modality: Modality, item: Any) -> Prepared:
         if modality is Modality.TEXT:
-            assert self.tokenizer is not None
-            text = validate_text(item, self.max_text_bytes)
+            assert self.tokenizer is not None and self._separators is not None
+            text = wordpiece_prefix(  # the part of a long text that reaches the context
+                validate_text(item, self.max_text_bytes),
+                self._count_tokens,
+                self._text_keep,
+                self._separators,
+            )
             enc = self.tokenizer.encode(text)
             return Prepared(
                 {"ids": torch.tensor(enc.ids, dtype=torch.long)}, truncated=bool(enc.overflowing)
@@ -82,6 +95,10 @@ class MiniLMEmbedder(Embedder):
         wave = decode_audio(data, self.cfg.audio.sample_rate_hz, self.max_audio_seconds)
         fbank, frames = audio_to_windows(wave, self.cfg.audio)
         return Prepared({"fbank": fbank, "frames": frames}, windows=int(fbank.shape[0]))
+
+    def _count_tokens(self, chunk: str) -> int:
+        assert self.tokenizer is not None
+        return len(self.tokenizer.encode(chunk, add_special_tokens=False).ids)
 
     # -- encode: one forward pass over many items -------------------------------------------
     @torch.inference_mode()
