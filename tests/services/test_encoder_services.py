@@ -99,6 +99,44 @@ def test_health_serving_and_reflection(services: dict[Modality, Service]) -> Non
         assert SERVICE_NAME in names and "grpc.health.v1.Health" in names
 
 
+def test_reflection_v1_answers_like_v1alpha(services: dict[Modality, Service]) -> None:
+    """A client speaking grpc.reflection.v1 (message classes from v1's own descriptor)."""
+    from google.protobuf import descriptor_pool, message_factory
+    from synesthesia.serving.reflection import V1_SERVICE
+
+    pool = descriptor_pool.Default()
+    request_cls = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionRequest")
+    )
+    response_cls = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionResponse")
+    )
+    s = services[Modality.TEXT]
+    call = s.channel.stream_stream(
+        f"/{V1_SERVICE}/ServerReflectionInfo",
+        request_serializer=request_cls.SerializeToString,
+        response_deserializer=response_cls.FromString,
+    )
+    replies = list(
+        call(
+            iter(
+                [
+                    request_cls(list_services=""),
+                    request_cls(file_containing_symbol=SERVICE_NAME),
+                    request_cls(file_containing_symbol=V1_SERVICE),
+                    request_cls(file_containing_symbol="no.such.Symbol"),
+                ]
+            ),
+            timeout=5,
+        )
+    )
+    names = {svc.name for svc in replies[0].list_services_response.service}
+    assert {SERVICE_NAME, V1_SERVICE, "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert replies[1].file_descriptor_response.file_descriptor_proto
+    assert replies[2].file_descriptor_response.file_descriptor_proto
+    assert replies[3].error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
 def test_info(services: dict[Modality, Service]) -> None:
     for m, s in services.items():
         info = s.stub.Info(encoder_pb2.InfoRequest(), timeout=5)

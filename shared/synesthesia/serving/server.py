@@ -12,10 +12,10 @@ from typing import Any
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from synesthesia.serving.admission import AdmissionInterceptor
 from synesthesia.serving.interceptors import ServerInterceptor
+from synesthesia.serving.reflection import enable_reflection
 from synesthesia.serving.security import (
     SecuritySettings,
     check_exposure,
@@ -114,9 +114,7 @@ async def build_server(
     for spec in services:
         spec.add(spec.servicer, server)
     names = tuple(spec.name for spec in services)
-    reflection.enable_server_reflection(
-        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((*names, health.SERVICE_NAME), server)
     address = f"{host}:{port}"
     if credentials is None:
         bound = server.add_insecure_port(address)
