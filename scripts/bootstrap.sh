@@ -18,16 +18,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# buf (tests/unit/test_buf.py: lint, format and breaking checks of protos/) from npm into .tools/.
-BUF_VERSION=1.75.0
-if [ "$(.tools/node_modules/.bin/buf --version 2>/dev/null)" != "$BUF_VERSION" ]; then
+# npm tools in .tools/ (git-ignored): buf (tests/unit/test_buf.py: lint, format and breaking
+# checks of protos/) and the Node.js gRPC client of the README's walkthrough
+# (tests/integration/test_walkthrough.py). Pinned; reinstalled only when the list changes.
+NPM_PACKAGES="@bufbuild/buf@1.75.0 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1"
+if [ "$(cat .tools/.installed 2>/dev/null)" != "$NPM_PACKAGES" ]; then
   if command -v npm >/dev/null; then
+    # shellcheck disable=SC2086 - the list is words on purpose
     npm install --prefix .tools --save-exact --ignore-scripts --no-audit --no-fund --silent \
-      "@bufbuild/buf@$BUF_VERSION"
+      $NPM_PACKAGES
+    echo "$NPM_PACKAGES" > .tools/.installed
   elif [ "${CI:-}" = true ]; then
-    echo "bootstrap: npm is needed to install buf" >&2
+    echo "bootstrap: npm is needed (buf, the Node.js walkthrough)" >&2
     exit 1
   else
-    echo "bootstrap: no npm, so no buf; tests/unit/test_buf.py will skip" >&2
+    echo "bootstrap: no npm, so no buf and no Node.js client; their tests will skip" >&2
   fi
 fi
