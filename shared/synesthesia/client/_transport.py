@@ -237,11 +237,17 @@ class _SyncClient(_ClientBase):
         else:
             creds = self.tls.credentials()
             self._channel = grpc.secure_channel(target, creds, options=self._options)
-        self._state = grpc.ChannelConnectivity.IDLE
-        self._channel.subscribe(self._on_state)
 
-    def _on_state(self, state: grpc.ChannelConnectivity) -> None:
-        self._state = state
+    def _connected(self) -> bool:
+        """The channel is READY (a private call: a subscription's polling thread races close)."""
+        try:
+            from grpc import _common
+
+            raw = self._channel._channel.check_connectivity_state(False)  # type: ignore[attr-defined]
+            state = _common.CYGRPC_CONNECTIVITY_STATE_TO_CHANNEL_CONNECTIVITY[raw]
+        except Exception:  # unknown: report the status as it is
+            return True
+        return state is grpc.ChannelConnectivity.READY
 
     def _invoke(
         self,
@@ -261,13 +267,11 @@ class _SyncClient(_ClientBase):
             except grpc.RpcError as err:
                 delay = self._retry_delay(err, attempt, idempotent, deadline)
                 if delay is None:
-                    connected = self._state is grpc.ChannelConnectivity.READY
-                    raise self._final_error(err, connected, budget) from err
+                    raise self._final_error(err, self._connected(), budget) from err
             time.sleep(delay)
             attempt += 1
 
     def close(self) -> None:
-        self._channel.unsubscribe(self._on_state)
         self._channel.close()
 
     def __enter__(self) -> Self:
