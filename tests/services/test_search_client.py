@@ -317,9 +317,7 @@ def test_inputs_as_paths_pil_images_and_arrays(client: SearchClient, tmp_path: P
         Item("array", data=pixels, modality="image"),
         Item("tone", data=tone, modality="audio", sample_rate=sr),
     ]
-    assert client.upsert("inputs", items, batch_size=2, show_progress=True) == [
-        i.id for i in items
-    ]
+    assert client.upsert("inputs", items, batch_size=2, show_progress=True) == [i.id for i in items]
     same = client.get("inputs", ["path", "str-path", "pil", "array"])
     vectors = {g.id: g.vector for g in same}
     np.testing.assert_allclose(vectors["path"], vectors["str-path"], atol=1e-6)

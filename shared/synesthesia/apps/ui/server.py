@@ -15,6 +15,7 @@ import hmac
 import json
 import mimetypes
 import ssl
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -247,6 +248,12 @@ def _int(value: str, name: str) -> int:
 
 class UiHttpServer(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A failed handshake or a dropped connection is the client's business: no traceback."""
+        if isinstance(sys.exc_info()[1], ssl.SSLError | ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     def __init__(
         self, address: tuple[str, int], searcher: Searcher, security: PageSecurity
