@@ -21,7 +21,7 @@ def _channel(target: str, tls: TLSOption) -> grpc.Channel:
     resolved = resolve_tls(tls)
     if resolved is None:
         return grpc.insecure_channel(target)
-    return grpc.secure_channel(target, resolved.credentials())
+    return grpc.secure_channel(target, resolved.credentials(), resolved.channel_options())
 
 
 def health_status(

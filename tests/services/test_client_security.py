@@ -209,3 +209,13 @@ def test_cli_flags(
     assert cli_main(argv) == 0
     out = capsys.readouterr()
     assert "dog.png" in out.out + out.err
+
+
+def test_server_name_override(stack: dict[str, str], material: dict[str, Any]) -> None:
+    ca = material["certs"] / "ca.pem"
+    good = TLS(ca=ca, server_name="search")  # a name the certificate carries
+    assert health_status(stack["search"], tls=good, timeout=10) == "SERVING"
+    with SearchClient(stack["search"], tls=good, token=material["reader"]) as c:
+        c.list_collections()
+    wrong = TLS(ca=ca, server_name="elsewhere.example")
+    assert health_status(stack["search"], tls=wrong, timeout=5) == "UNAVAILABLE"

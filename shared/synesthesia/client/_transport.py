@@ -35,11 +35,16 @@ RETRYABLE = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
 @dataclass(frozen=True)
 class TLS:
     """Client-side TLS: trust ``ca`` (None: the system's roots) and, for mTLS, present
-    ``cert``/``key``."""
+    ``cert``/``key``. ``server_name``: the name the server's certificate must carry, when it is
+    not the target's host (e.g. an address reached through a tunnel)."""
 
     ca: Path | str | None = None
     cert: Path | str | None = None
     key: Path | str | None = None
+    server_name: str | None = None
+
+    def channel_options(self) -> list[tuple[str, Any]]:
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TLS | None:
@@ -76,7 +81,9 @@ def resolve_tls(tls: TLSOption) -> TLS | None:
 
 def resolve_token(token: str | None) -> str | None:
     """None: ``SYNESTHESIA_TOKEN`` (if set); "": no token."""
-    return os.environ.get(ENV_TOKEN) or None if token is None else token or None
+    if token is None:
+        return os.environ.get(ENV_TOKEN) or None
+    return token or None
 
 
 @dataclass(frozen=True)
@@ -235,8 +242,8 @@ class _SyncClient(_ClientBase):
         if self.tls is None:
             self._channel = grpc.insecure_channel(target, options=self._options)
         else:
-            creds = self.tls.credentials()
-            self._channel = grpc.secure_channel(target, creds, options=self._options)
+            options = [*self._options, *self.tls.channel_options()]
+            self._channel = grpc.secure_channel(target, self.tls.credentials(), options=options)
 
     def _connected(self) -> bool:
         """The channel is READY (a private call: a subscription's polling thread races close)."""
@@ -289,8 +296,8 @@ class _AsyncClient(_ClientBase):
         if self.tls is None:
             self._channel = grpc.aio.insecure_channel(target, options=self._options)
         else:
-            creds = self.tls.credentials()
-            self._channel = grpc.aio.secure_channel(target, creds, options=self._options)
+            options = [*self._options, *self.tls.channel_options()]
+            self._channel = grpc.aio.secure_channel(target, self.tls.credentials(), options=options)
         self._slots: asyncio.Semaphore | None = None
 
     @property
