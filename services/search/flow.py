@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -47,6 +48,8 @@ _QUERY_MODALITY = {"text": Modality.TEXT, "image": Modality.IMAGE, "audio": Moda
 MAX_LABELS = 1000
 MAX_LABEL_CHARS = 1000
 DEFAULT_TEMPERATURE = 0.01
+# An encoder's refusal names the item by its place in the encoder's batch.
+_ENCODER_ITEM = re.compile(r"^item (\d+)(?: \(id '[^']*'\))?: ")
 
 
 @dataclass
@@ -233,9 +236,19 @@ class SearchFlow:
             by_modality.setdefault(m.modality, []).append(m)
 
         async def one(modality: Modality, part: list[_Media]) -> None:
-            batch = await self.encoders.embed(
-                modality, [m.content for m in part], [requests[m.index].id for m in part], deadline
-            )
+            try:
+                batch = await self.encoders.embed(
+                    modality,
+                    [m.content for m in part],
+                    [requests[m.index].id for m in part],
+                    deadline,
+                )
+            except InvalidInput as exc:  # numbered within ``part``: say the request's number
+                found = _ENCODER_ITEM.match(exc.message)
+                if found is None or int(found.group(1)) >= len(part):
+                    raise
+                i = part[int(found.group(1))].index
+                raise item_error(i, requests[i].id, exc.message[found.end() :]) from None
             for m, vec in zip(part, batch.vectors, strict=True):
                 it = requests[m.index]
                 meta = _metadata(m.index, it)

@@ -10,6 +10,8 @@ class SynesthesiaError(Exception):
     the client side: the status details the server sent)."""
 
     code = "INTERNAL"
+    #: The caller's number of the item an error is about, when it names one (set by the clients).
+    index: int | None = None
 
     def __init__(self, message: str = "", code: str | None = None) -> None:
         super().__init__(message)

@@ -1,7 +1,9 @@
 """The search page in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright): a
-sound upload finds that very sound first, pictures come back as loaded thumbnails and sounds as
-players, a corrupt file shows the service's INVALID_ARGUMENT details, and the keyboard alone
-(Tab, typing, Enter) searches. A screenshot lands in test-output/."""
+sound upload finds that very sound first and is shown back as a player, pictures come back as
+loaded thumbnails and sounds as players that know their duration, a corrupt file is explained in
+the user's words, "more like this", k and "load more" work, "which of these labels?" ranks
+labels, and the keyboard alone (Tab, typing, Enter) searches. A screenshot lands in
+test-output/."""
 
 from __future__ import annotations
 
@@ -151,18 +153,20 @@ def test_a_corrupt_file_shows_the_services_message(page: Any, site: dict[str, st
     )
     page.wait_for_selector("#error", state="visible")
     text = page.text_content("#error") or ""
-    assert text.startswith("Could not search with the sound broken.ogg: INVALID_ARGUMENT: ")
-    assert details[:40] in text, (details, text)
+    assert text.startswith("This file could not be read as a sound: "), text
+    reason = details.split("): ", 1)[-1]  # the service's reason, without "item 0 (id 'query')"
+    assert reason[:40] in text, (details, text)
     assert page.get_attribute("#error", "role") == "alert"
     assert page.eval_on_selector_all("#results li", "cards => cards.length") == 0
+    assert "INVALID_ARGUMENT" not in text and "(id 'query')" not in text
 
 
 def test_the_keyboard_alone_searches(page: Any) -> None:
     order = []
-    for _ in range(4):
+    for _ in range(5):
         page.keyboard.press("Tab")
         order.append(page.evaluate("document.activeElement.id"))
-    assert order == ["file", "words", "among", "go"]
+    assert order == ["file", "words", "among", "k", "go"]
     page.focus("#among")
     page.keyboard.press("ArrowDown")  # everything -> images
     page.keyboard.press("ArrowDown")  # -> sounds
@@ -193,3 +197,51 @@ def test_a_dropped_picture_finds_itself(page: Any, gallery: Path) -> None:
     cards = wait_results(page, "images")
     assert cards[0]["path"] == picture and cards[0]["score"] == "score 1.000", cards[0]
     assert "the picture dog.png" in (page.text_content("#status") or "")
+
+
+def test_query_shown_back_more_like_this_k_and_load_more(page: Any, gallery: Path) -> None:
+    page.select_option("#k", "6")
+    page.set_input_files("#file", str(gallery / DOG_SOUND))
+    cards = wait_results(page, "everything")
+    assert len(cards) == 6 and cards[0]["path"] == DOG_SOUND
+    # the query's sound is shown back as a player; result players load their duration
+    assert page.get_attribute("#query audio", "src").startswith("blob:")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#results audio')].length > 0 && "
+        "[...document.querySelectorAll('#results audio')].every(a => a.duration > 0)"
+    )
+    assert page.eval_on_selector_all(
+        "#results audio", "players => players.every(a => a.preload === 'metadata')"
+    )
+    page.click("#more")  # the next six
+    page.wait_for_function("document.querySelectorAll('#results li').length === 12")
+    ids = page.eval_on_selector_all("#results li", "cards => cards.map(li => li.dataset.id)")
+    assert len(set(ids)) == 12
+    assert page.text_content("#results li:nth-child(7) .rank") == "#7 "
+    # more like this: a query by the result's id (the item itself left out)
+    liked = page.get_attribute("#results li:nth-child(2)", "data-id")
+    page.click("#results li:nth-child(2) .like")
+    page.wait_for_function(
+        "document.querySelector('#status').textContent.includes('more like')"
+        " && document.querySelector('#results').getAttribute('aria-busy') === 'false'"
+    )
+    ids = page.eval_on_selector_all("#results li", "cards => cards.map(li => li.dataset.id)")
+    assert len(ids) == 6 and liked not in ids
+    assert page.is_hidden("#error")
+
+
+def test_which_of_these_labels(page: Any, gallery: Path) -> None:
+    page.set_input_files("#file", str(gallery / "animals/mammals/dogs/dog.png"))
+    wait_results(page, "everything")
+    page.fill("#labels", "dog, car, teapot")
+    page.fill("#template", "a picture of a {}")
+    page.click("#which")
+    page.wait_for_function("document.querySelectorAll('#labels-out li').length === 3")
+    labels = page.eval_on_selector_all("#labels-out li", "lis => lis.map(li => li.dataset.label)")
+    assert sorted(labels) == ["car", "dog", "teapot"]
+    assert all(
+        "%" in (t or "")
+        for t in page.eval_on_selector_all("#labels-out .prob", "ps => ps.map(p => p.textContent)")
+    )
+    assert page.is_hidden("#error")
+    assert page.request.get(page.url + "favicon.svg").status == 200

@@ -115,10 +115,11 @@ def test_bad_requests_get_clear_messages(served: tuple[UiServer, Path]) -> None:
 
 def test_a_search_service_that_is_down_is_named(served: tuple[UiServer, Path]) -> None:
     ui, _ = served
+    down = "The search service cannot be reached"
     status, reply, _ = request(ui, "GET", "/api/info")
-    assert status == 503 and json.loads(reply)["error"].startswith("UNAVAILABLE: ")
+    assert status == 503 and json.loads(reply)["error"].startswith(down)
     status, reply, _ = request(ui, "POST", "/api/search?input=text&among=all", b"a dog")
-    assert status == 503 and json.loads(reply)["error"].startswith("UNAVAILABLE: ")
+    assert status == 503 and json.loads(reply)["error"].startswith(down)
 
 
 def test_the_ui_command_serves_until_ctrl_c(tmp_path: Path) -> None:
@@ -146,3 +147,36 @@ def test_the_ui_command_serves_until_ctrl_c(tmp_path: Path) -> None:
         [*cmd[:4], "--gallery", str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "is not a folder" in bad.stderr
+
+
+def raw_request(ui: UiServer, head: bytes, timeout: float = 10) -> bytes:
+    """Sends ``head`` (request line and headers, no body) and returns all the server answers
+    before closing: a server that tried to read the body would block until ``timeout``."""
+    port = ui.httpd.server_address[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(head)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [("-1", 400), ("abc", 400), ("+5", 400), ("1e9", 400), (str(300 * 2**20), 413), (None, 411)],
+)
+def test_a_bad_content_length_is_refused_before_the_body(
+    served: tuple[UiServer, Path], length: str | None, status: int
+) -> None:
+    ui, _ = served
+    header = f"Content-Length: {length}\r\n" if length is not None else ""
+    head = f"POST /api/search?input=audio HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode()
+    reply = raw_request(ui, head)  # returns: the server closed without waiting for a body
+    assert reply.startswith(f"HTTP/1.1 {status} ".encode()), reply[:200]
+    assert b'"error"' in reply
+
+
+def test_chunked_uploads_are_refused(served: tuple[UiServer, Path]) -> None:
+    ui, _ = served
+    head = b"POST /api/search?input=audio HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert raw_request(ui, head).startswith(b"HTTP/1.1 411 ")

@@ -37,10 +37,17 @@ def build_gallery(data_dir: Path, dest: Path, labels: tuple[str, ...] = LABELS) 
 
 
 @contextmanager
-def search_stack(index_dir: Path, model: str = "synesthesia-minilm") -> Iterator[str]:
-    """Yields the search service's target; its media queries go to real encoder servers."""
+def search_stack(
+    index_dir: Path,
+    model: str = "synesthesia-minilm",
+    encoders: dict[Modality, str] | None = None,
+) -> Iterator[str]:
+    """Yields the search service's target; its media queries go to real encoder servers (whose
+    targets go into ``encoders`` when given)."""
     with ExitStack() as stack:
         targets = start_encoders(stack, model=model)
+        if encoders is not None:
+            encoders.update(targets)
         settings = SearchSettings(
             port=0,
             data_dir=index_dir,

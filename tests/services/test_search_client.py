@@ -266,3 +266,88 @@ def test_index_retries_a_slow_batch_item_by_item(
     monkeypatch.setattr(client, "upsert", slow_batches)
     done = index_folder(client, root, "slow", progress=False)
     assert (done.added, len(done.rejected)) == (3, 1) and sizes[0] == 4 and max(sizes[1:]) == 1
+
+
+def test_index_skips_every_bad_file_by_path_and_links_out_of_the_folder(
+    client: SearchClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "g"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "empty.png").write_bytes(b"")
+    (root / "a" / "fake.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
+    (root / "a" / "noise.ogg").write_bytes(bytes(range(256)) * 4)
+    (root / "a" / "junk.mp3").write_bytes(b"\xff\xfb" + b"\x00" * 100)
+    (root / "a" / "dog.png").write_bytes(mf.png(seed=5))
+    (root / "z.wav").write_bytes(mf.wav(0.5))
+    (root / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(mf.png(seed=9))
+    (outside / "secret.txt").write_text("do not index me")
+    (root / "link.png").symlink_to(outside / "secret.png")
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    done = index_folder(client, root, "messy", progress=False)
+    assert done.added == 3, done  # dog.png, z.wav, latin1.txt
+    named = sorted(line.split(":", 1)[0] for line in done.rejected)
+    assert named[:4] == ["a/empty.png", "a/fake.wav", "a/junk.mp3", "a/noise.ogg"], named
+    assert set(named[4:]) <= {"link.png", "linked/secret.png", "linked/secret.txt"}
+    assert "link.png" in named
+    for line in done.rejected:
+        assert "(id '" not in line and content_id(b"") not in line, line
+    stored = {h.metadata.get("path") for h in client.query("messy", text="anything", k=20)}
+    assert stored == {"a/dog.png", "z.wav", "latin1.txt"}
+    assert "secret" not in str(client.query("messy", text="do not index me", k=20))
+    capsys.readouterr()
+
+
+def test_inputs_as_paths_pil_images_and_arrays(client: SearchClient, tmp_path: Path) -> None:
+    from PIL import Image
+
+    client.ensure_collection("inputs")
+    png = mf.png(seed=7)
+    (tmp_path / "p.png").write_bytes(png)
+    picture = Image.open(tmp_path / "p.png")
+    pixels = np.asarray(picture.convert("RGB"))
+    sr = 16000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr)).astype(np.float32)
+    items = [
+        Item("path", data=tmp_path / "p.png", modality="image"),
+        Item("str-path", data=str(tmp_path / "p.png"), modality="image"),
+        Item("pil", data=picture, modality="image"),
+        Item("array", data=pixels, modality="image"),
+        Item("tone", data=tone, modality="audio", sample_rate=sr),
+    ]
+    assert client.upsert("inputs", items, batch_size=2, show_progress=True) == [i.id for i in items]
+    same = client.get("inputs", ["path", "str-path", "pil", "array"])
+    vectors = {g.id: g.vector for g in same}
+    np.testing.assert_allclose(vectors["path"], vectors["str-path"], atol=1e-6)
+    np.testing.assert_allclose(vectors["pil"], vectors["array"], atol=1e-5)
+    assert client.query("inputs", audio=tone, sample_rate=sr, k=1)[0].id == "tone"
+    assert client.query("inputs", image=tmp_path / "p.png", k=1)[0].score > 0.99
+    with pytest.raises(InvalidInput, match="sample_rate"):
+        client.query("inputs", audio=tone)
+
+
+def test_upsert_errors_name_the_callers_item(client: SearchClient) -> None:
+    client.ensure_collection("numbered")
+    items = [Item(f"t{i}", text=f"words {i}") for i in range(7)]
+    items[5] = Item("broken", data=b"not a picture", modality="image")
+    with pytest.raises(InvalidInput) as err:
+        client.upsert("numbered", items, batch_size=2)
+    assert err.value.index == 5 and err.value.message.startswith("item 5 (id 'broken'): ")
+
+
+def test_classify(target: str) -> None:
+    with SearchClient(target) as c:
+        ranked = c.classify(["dog", "car", "tree"], text="dog", template="a photo of a {}")
+    assert sorted(x.label for x in ranked) == ["car", "dog", "tree"]
+    assert ranked == sorted(ranked, key=lambda x: -x.score)
+    assert sum(x.probability for x in ranked) == pytest.approx(1.0, abs=1e-3)
+
+    async def go() -> Any:
+        async with AsyncSearchClient(target) as ac:
+            return await ac.classify(["cow", "duck"], image=mf.png(seed=2))
+
+    assert len(asyncio.run(go())) == 2
+    with SearchClient(target) as c, pytest.raises(InvalidInput, match="exactly one"):
+        c.classify(["a", "b"])

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from synesthesia.apps.client_args import add_client_flags, client_options
 from synesthesia.modality import Modality
 
 DEFAULT_HOST = "127.0.0.1"
@@ -82,7 +83,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         from synesthesia.services.encoder.settings import DEFAULT_PORTS
 
         target = args.address or f"{DEFAULT_HOST}:{DEFAULT_PORTS[modality]}"
-        with EncoderClient(target, timeout=args.timeout) as client:
+        with EncoderClient(target, timeout=args.timeout, **client_options(args)) as client:
             vectors = client.embed(modality, items, ids=[str(a) for a in args.inputs])
     if args.out:
         np.save(args.out, vectors)
@@ -110,6 +111,63 @@ def convert_main(argv: list[str]) -> int:
     return 0
 
 
+def certs_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="synesthesia certs",
+        description="write a local CA, one certificate per server name (valid for that name, "
+        "localhost and 127.0.0.1) and a client certificate, as PEM files, for TLS and mTLS "
+        "(development and private networks)",
+    )
+    parser.add_argument("dir", type=Path)
+    parser.add_argument(
+        "--server",
+        action="append",
+        metavar="NAME",
+        help="a server name (repeat); default: text, image, audio, search",
+    )
+    parser.add_argument("--client", default="client", help="the client certificate's name")
+    parser.add_argument("--days", type=int, default=365)
+    args = parser.parse_args(argv)
+    from synesthesia.serving.certs import make_certs
+
+    servers = args.server or ["text", "image", "audio", "search"]
+    issued = make_certs(args.dir, servers=servers, client=args.client, days=args.days)
+    for name, files in issued.items():
+        print(f"{name:10s} {files.cert}" + (f"  {files.key}" if name != "ca" else ""))
+    return 0
+
+
+def token_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="synesthesia token",
+        description="make a bearer token: prints it once; only its digest goes to the file",
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    new = sub.add_parser("new", help="a new token")
+    new.add_argument("--role", required=True, choices=["read", "write"])
+    new.add_argument("--name", default="", help="who or what it is for (kept in the file)")
+    new.add_argument(
+        "--file", type=Path, help="append the hashed line here (the servers' tokens file)"
+    )
+    args = parser.parse_args(argv)
+    from synesthesia.serving.security import new_token
+
+    if args.name and (args.name.strip() != args.name or "\n" in args.name or "#" in args.name):
+        parser.error("--name must be one line without '#' or surrounding spaces")
+    token, line = new_token(args.role, args.name)
+    if args.file is not None:
+        existing = args.file.read_text(encoding="utf-8") if args.file.exists() else ""
+        sep = "" if not existing or existing.endswith("\n") else "\n"
+        with args.file.open("a", encoding="utf-8") as f:
+            f.write(f"{sep}{line}\n")
+        args.file.chmod(0o600)
+        print(f"appended to {args.file}: {line}", file=sys.stderr)
+    else:
+        print(f"tokens file line: {line}", file=sys.stderr)
+    print(token)
+    return 0
+
+
 def _delegate(module: str, function: str, argv: Sequence[str]) -> int:
     import importlib
 
@@ -131,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--model", default="synesthesia-minilm", help="model for --local")
     embed.add_argument("--out", "-o", help="write an [n, dim] float32 .npy file")
     embed.add_argument("--timeout", type=float, default=120.0)
+    add_client_flags(embed)
     embed.set_defaults(func=_cmd_embed)
 
     for name, (_module, _function, text) in DELEGATED.items():
@@ -149,6 +208,10 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         ("convert", "synesthesia.apps.cli", "convert_main", "convert imagebind CHECKPOINT OUTDIR"),
         ("index", "synesthesia.apps.search_cli", "index_main", "index a folder into a collection"),
         ("search", "synesthesia.apps.search_cli", "search_main", "query a collection"),
+        ("classify", "synesthesia.apps.search_cli", "classify_main", "rank labels for an item"),
+        ("healthcheck", "synesthesia.apps.healthcheck", "main", "is a server SERVING?"),
+        ("certs", "synesthesia.apps.cli", "certs_main", "a local CA and certificates (TLS)"),
+        ("token", "synesthesia.apps.cli", "token_main", "token new --role read|write"),
         ("demo", "synesthesia.apps.demo", "demo_main", "the local stack and a cross-modal demo"),
         ("ui", "synesthesia.apps.ui", "ui_main", "serve the web page that talks to the services"),
     )

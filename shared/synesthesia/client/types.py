@@ -1,0 +1,256 @@
+"""The search client's plain data in and out (collections, items, hits, labels) and their
+protobuf conversions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format, struct_pb2
+
+from synesthesia.client.inputs import Media, media_bytes
+from synesthesia.errors import InvalidInput
+from synesthesia.modality import Modality
+from synesthesia.protoconv import modality_from_proto, modality_to_proto
+from synesthesia.v1 import search_pb2
+
+_METRICS = {"ip": search_pb2.METRIC_IP, "l2": search_pb2.METRIC_L2}
+_INDEXES = {
+    "flat": search_pb2.INDEX_KIND_FLAT,
+    "hnsw": search_pb2.INDEX_KIND_HNSW,
+    "ivf-pq": search_pb2.INDEX_KIND_IVF_PQ,
+}
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection's settings. ``dim=0`` at creation asks the encoders for dim and model id."""
+
+    name: str
+    dim: int = 0
+    metric: str = "ip"  # ip | l2
+    index: str = "flat"  # flat | hnsw | ivf-pq
+    index_params: Mapping[str, int] = field(default_factory=dict)
+    model_id: str = ""
+
+    def to_proto(self) -> search_pb2.CollectionConfig:
+        try:
+            metric, kind = _METRICS[self.metric], _INDEXES[self.index]
+        except KeyError as err:
+            raise InvalidInput(
+                f"unknown metric or index {err.args[0]!r}: metric is one of "
+                f"{', '.join(_METRICS)}; index one of {', '.join(_INDEXES)}"
+            ) from None
+        return search_pb2.CollectionConfig(
+            name=self.name,
+            dim=self.dim,
+            metric=metric,
+            index_kind=kind,
+            index_params=dict(self.index_params),
+            model_id=self.model_id,
+        )
+
+    @classmethod
+    def from_proto(cls, c: search_pb2.CollectionConfig) -> Collection:
+        metric = {v: k for k, v in _METRICS.items()}.get(c.metric, "ip")
+        index = {v: k for k, v in _INDEXES.items()}.get(c.index_kind, "flat")
+        return cls(c.name, c.dim, metric, index, dict(c.index_params), c.model_id)
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """``describe_collection``: the settings and the counters."""
+
+    config: Collection
+    count: int
+    tombstones: int
+    bytes_on_disk: int
+    last_seq: int
+    snapshot_seq: int
+    trained: bool
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item to upsert: its id, exactly one of ``vector``, ``text`` or ``data`` (a picture or
+    sound, embedded by the service's encoders: bytes, a path, a PIL image or a numpy array — see
+    ``synesthesia.client.inputs``), its modality (implied for ``text``), and JSON-like metadata.
+    ``model_id`` names the model a ``vector`` came from (optional); ``sample_rate`` goes with a
+    sound given as an array."""
+
+    id: str
+    vector: Sequence[float] | np.ndarray | None = None
+    text: str | None = None
+    data: Media | None = None
+    modality: Modality | str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    model_id: str = ""
+    sample_rate: int | None = None
+
+    def to_proto(self) -> search_pb2.UpsertItem:
+        given = [k for k in ("vector", "text", "data") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise InvalidInput(f"item {self.id!r}: give exactly one of vector, text or data")
+        item = search_pb2.UpsertItem(id=self.id, metadata=_struct(self.metadata))
+        if self.modality is not None:
+            item.modality = modality_to_proto(self.modality)
+        elif self.text is None:
+            raise InvalidInput(f"item {self.id!r}: a vector or data needs its modality")
+        if self.vector is not None:
+            values = np.asarray(self.vector, dtype=np.float32).ravel().tolist()
+            item.vector.CopyFrom(search_pb2.Vector(values=values, model_id=self.model_id))
+        elif self.text is not None:
+            item.text = self.text
+        else:
+            assert self.modality is not None
+            item.data = media_bytes(self.data, self.modality, self.sample_rate)
+        return item
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """``get``: a stored item's vector, modality and metadata."""
+
+    id: str
+    vector: np.ndarray
+    modality: Modality
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One query result: higher ``score`` is nearer (cosine for ip; -distance for l2)."""
+
+    id: str
+    score: float
+    modality: Modality
+    metadata: dict[str, Any]
+
+
+def _struct(d: Mapping[str, Any] | None) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    if d:
+        s.update(dict(d))
+    return s
+
+
+def _dict(s: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(s)
+
+
+def _query_request(
+    collection: str,
+    k: int,
+    modalities: Iterable[Modality | str],
+    filter: Mapping[str, Any] | None,
+    model_id: str,
+    given: dict[str, Any],
+    sample_rate: int | None = None,
+) -> search_pb2.QueryRequest:
+    key, value = _one_of(given, "query by exactly one of text, image, audio, vector or id")
+    value = _media_value(key, value, sample_rate)
+    req = search_pb2.QueryRequest(collection=collection, k=k)
+    req.modalities.extend(modality_to_proto(m) for m in modalities)
+    if filter:
+        req.filter.CopyFrom(_struct(filter))
+    if key == "vector":
+        values = np.asarray(value, dtype=np.float32).ravel().tolist()
+        req.vector.CopyFrom(search_pb2.Vector(values=values, model_id=model_id))
+    else:
+        setattr(req, key, value)
+    return req
+
+
+def _one_of(given: dict[str, Any], message: str) -> tuple[str, Any]:
+    named = {key: v for key, v in given.items() if v is not None}
+    if len(named) != 1:
+        raise InvalidInput(message)
+    [(key, value)] = named.items()
+    return key, value
+
+
+def _media_value(key: str, value: Any, sample_rate: int | None) -> Any:
+    return media_bytes(value, key, sample_rate) if key in ("image", "audio") else value
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    """``classify``: one label, its cosine ``score`` and softmax ``probability``."""
+
+    label: str
+    score: float
+    probability: float
+
+
+def _classify_request(
+    given: dict[str, Any],
+    labels: Sequence[str],
+    template: str,
+    temperature: float,
+    sample_rate: int | None,
+) -> search_pb2.ClassifyRequest:
+    if isinstance(labels, str):
+        raise InvalidInput("labels must be a list of strings, not one string")
+    key, value = _one_of(given, "classify exactly one of text, image or audio")
+    request = search_pb2.ClassifyRequest(
+        labels=list(labels), template=template, temperature=temperature
+    )
+    setattr(request, key, _media_value(key, value, sample_rate))
+    return request
+
+
+def _labels(reply: search_pb2.ClassifyResponse) -> list[LabelScore]:
+    return [LabelScore(x.label, float(x.score), float(x.probability)) for x in reply.labels]
+
+
+def _hits(reply: search_pb2.QueryResponse) -> list[Hit]:
+    return [
+        Hit(h.id, float(h.score), modality_from_proto(h.modality), _dict(h.metadata))
+        for h in reply.hits
+    ]
+
+
+def _stored(reply: search_pb2.GetResponse) -> list[StoredItem]:
+    return [
+        StoredItem(
+            i.id,
+            np.asarray(i.vector, dtype=np.float32),
+            modality_from_proto(i.modality),
+            _dict(i.metadata),
+        )
+        for i in reply.items
+    ]
+
+
+def _info(reply: search_pb2.DescribeCollectionResponse) -> CollectionInfo:
+    return CollectionInfo(
+        Collection.from_proto(reply.config),
+        reply.count,
+        reply.tombstones,
+        reply.bytes_on_disk,
+        reply.last_seq,
+        reply.snapshot_seq,
+        reply.trained,
+    )
+
+
+def _upsert_requests(
+    collection: str, items: Iterable[Item], batch_size: int, message: Any = search_pb2.UpsertRequest
+) -> Iterator[tuple[int, Any]]:
+    """(the caller's number of the chunk's first item, the request); ``message``: UpsertRequest
+    (unary calls) or UpsertStreamRequest (the stream)."""
+    batch: list[search_pb2.UpsertItem] = []
+    start = 0
+    for n, item in enumerate(items):
+        batch.append(item.to_proto())
+        if len(batch) >= batch_size:
+            yield start, message(collection=collection, items=batch)
+            batch, start = [], n + 1
+    if batch:
+        yield start, message(collection=collection, items=batch)
+
+
+def _config(name: str | Collection, settings: dict[str, Any]) -> search_pb2.CollectionConfig:
+    return (name if isinstance(name, Collection) else Collection(name, **settings)).to_proto()
