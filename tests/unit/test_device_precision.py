@@ -15,6 +15,7 @@ from synesthesia.models.device import resolve_device, resolve_precision
 from synesthesia.models.embedder import Prepared
 from synesthesia.services.encoder.config import EncoderConfig, load_embedder
 from synesthesia.services.encoder.settings import EncoderSettings
+from synesthesia.services.encoder.warmup import warmup_item
 from torch import nn
 
 from tests.unit.test_imagebind_model import golden_dir
@@ -72,6 +73,14 @@ def test_encoder_config_reads_and_checks_device_and_precision(
         load_embedder(EncoderConfig(device="cuda"), Modality.TEXT)
     with pytest.raises(FailedPrecondition, match="fp16"):  # auto fell back to the CPU
         load_embedder(EncoderConfig(device="auto", precision="fp16"), Modality.TEXT)
+
+
+def test_load_embedder_builds_the_configured_precision() -> None:
+    config = EncoderConfig(model="imagebind-test", device="auto", precision="bf16")
+    emb = load_embedder(config, Modality.IMAGE)
+    assert {p.dtype for p in emb.model.parameters()} == {torch.bfloat16}  # type: ignore[attr-defined]
+    vecs = emb.embed(Modality.IMAGE, [warmup_item(Modality.IMAGE)])
+    assert vecs.dtype == np.float32 and abs(float(np.linalg.norm(vecs[0])) - 1.0) < 1e-6
 
 
 class Spy(nn.Module):
