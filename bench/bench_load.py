@@ -1,5 +1,7 @@
 """Load benchmark: an encoder service (a real process) under N concurrent asyncio clients that do
-not retry, each sending one fixed payload per call with a fixed deadline, for a fixed time.
+not retry, each sending one fixed payload per call with a fixed deadline, for a fixed time. A
+client whose call is shed (RESOURCE_EXHAUSTED) gives that request up and waits for the server's
+``retry-after-ms`` hint before its next one.
 Prints goodput (answered calls per second), p50/p99 latency of the answered calls, error counts
 by status code and the server's RSS growth, for each client count, in one run.
 
@@ -27,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from synesthesia.modality import Modality  # noqa: E402
 from synesthesia.protoconv import modality_to_proto  # noqa: E402
+from synesthesia.serving.admission import RETRY_AFTER_HEADER  # noqa: E402
 from synesthesia.serving.server import channel_options  # noqa: E402
 from synesthesia.v1 import encoder_pb2, encoder_pb2_grpc  # noqa: E402
 
@@ -98,7 +101,10 @@ async def load(
             except aio.AioRpcError as err:
                 codes[err.code().name] += 1
                 if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    await asyncio.sleep(0.05)  # not a retry: the next call is a new request
+                    # not a retry: this request is given up; the client's NEXT request waits
+                    # for the server's hint, as any well-behaved client does
+                    hint = dict(err.trailing_metadata() or ()).get(RETRY_AFTER_HEADER)
+                    await asyncio.sleep(min(2.0, int(hint or 100) / 1000))
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     for c in channels:

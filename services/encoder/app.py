@@ -36,7 +36,13 @@ async def start_encoder(
         model: Embedder = await loop.run_in_executor(
             None, lambda: load_embedder(settings, settings.modality)
         )
-        log.info("loaded %s in %.1f s", model.info().model_id, time.perf_counter() - t0)
+        log.info(
+            "loaded %s in %.1f s (device %s, precision %s)",
+            model.info().model_id,
+            time.perf_counter() - t0,
+            settings.device,
+            settings.precision,
+        )
     else:
         model = embedder
     core = EncoderCore(

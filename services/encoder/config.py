@@ -5,12 +5,15 @@ that loads the model from it."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from synesthesia.media.audio import DEFAULT_MAX_SECONDS
 from synesthesia.media.image import DEFAULT_MAX_PIXELS
 from synesthesia.media.text import DEFAULT_MAX_TEXT_BYTES
 from synesthesia.modality import Modality
 from synesthesia.models import Embedder, create_model
+from synesthesia.models.device import DEVICE_PATTERN
 from synesthesia.serving.server import DEFAULT_MAX_MESSAGE_BYTES
 
 DEFAULT_MODEL = "synesthesia-minilm"
@@ -24,6 +27,17 @@ class EncoderConfig(BaseModel):
 
     model: str = Field(DEFAULT_MODEL, description="registry name of the model family")
     checkpoint: str | None = Field(None, description="local weights path (never downloaded)")
+    device: str = Field(
+        "cpu",
+        pattern=DEVICE_PATTERN,
+        description="cpu, cuda, cuda:N, or auto (cuda when a GPU is visible, else cpu); an "
+        "absent GPU fails at start-up",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="weights and activations; vectors are float32 either way. fp16 needs a "
+        "GPU; bf16 is fast on CPUs with AVX-512 BF16/AMX (docs/benchmarks.md)",
+    )
     max_batch_size: int = Field(
         DEFAULT_MAX_BATCH_SIZE, ge=1, description="model rows per forward pass"
     )
@@ -43,14 +57,24 @@ class EncoderConfig(BaseModel):
     )
     prepare_threads: int = Field(2, ge=1, description="threads decoding media")
 
+    @model_validator(mode="after")
+    def _no_fp16_on_cpu(self) -> EncoderConfig:
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError("precision fp16 needs a GPU (device cuda or auto); use bf16 on cpu")
+        return self
+
 
 def load_embedder(config: EncoderConfig, modality: Modality) -> Embedder:
-    """The model for one modality (only that modality's weights are loaded)."""
+    """The model for one modality (only that modality's weights are loaded), on the configured
+    device and precision; an unknown or absent device, or fp16 on the CPU, raises
+    FailedPrecondition here, at start-up."""
     kwargs: dict[str, object] = {
         "modalities": [modality],
         "max_image_pixels": config.max_image_pixels,
         "max_audio_seconds": config.max_audio_seconds,
         "max_text_bytes": config.max_text_bytes,
+        "device": config.device,
+        "precision": config.precision,
     }
     if config.checkpoint:
         kwargs["checkpoint"] = config.checkpoint

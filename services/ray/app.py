@@ -29,16 +29,20 @@ DEPLOYMENT_NAMES = {
 def build_encoder_app(service: str, args: AppArgs) -> Application:
     from synesthesia.services.ray.encoder import EncoderDeployment
 
+    encoder = args.encoder
+    if args.scaling.num_gpus and "device" not in encoder.model_fields_set:
+        # Ray sets CUDA_VISIBLE_DEVICES for the replica: "cuda" is the GPU it was given
+        encoder = encoder.model_copy(update={"device": "cuda"})
     options: dict[str, Any] = {
         "name": DEPLOYMENT_NAMES[service],
         "user_config": {
-            "max_batch_size": args.encoder.max_batch_size,
-            "max_wait_ms": args.encoder.max_wait_ms,
+            "max_batch_size": encoder.max_batch_size,
+            "max_wait_ms": encoder.max_wait_ms,
         },
         **args.scaling.deployment_options(),
     }
     return EncoderDeployment.options(**options).bind(
-        service, args.encoder.model_dump(), args.scaling.num_cpus, _path(args.tokens_file)
+        service, encoder.model_dump(), args.scaling.num_cpus, _path(args.tokens_file)
     )
 
 

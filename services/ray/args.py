@@ -22,6 +22,12 @@ class Scaling(BaseModel):
     num_cpus: float = Field(
         default=0.5, gt=0, description="Ray CPUs reserved per replica (fractional)"
     )
+    num_gpus: float = Field(
+        default=0,
+        ge=0,
+        description="Ray GPUs per replica (fractional shares one GPU); > 0 makes the encoder's "
+        "device default to cuda, the GPU Ray assigned to the replica",
+    )
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=2, ge=1)
     target_ongoing_requests: float = Field(
@@ -34,8 +40,11 @@ class Scaling(BaseModel):
     )
 
     def deployment_options(self) -> dict[str, object]:
+        actor: dict[str, float] = {"num_cpus": self.num_cpus}
+        if self.num_gpus:
+            actor["num_gpus"] = self.num_gpus
         return {
-            "ray_actor_options": {"num_cpus": self.num_cpus},
+            "ray_actor_options": actor,
             "max_ongoing_requests": self.max_ongoing_requests,
             "autoscaling_config": {
                 "min_replicas": self.min_replicas,

@@ -52,7 +52,13 @@ class EncoderDeployment:
         self.core = EncoderCore(embedder, m, config.max_items_per_request, config.max_message_bytes)
         embedder.embed(m, [warmup_item(m)])  # before serving
         self._configure(config.max_batch_size, config.max_wait_ms)
-        log.info("%s encoder replica ready (%s)", modality, self.core.model_id)
+        log.info(
+            "%s encoder replica ready (%s, device %s, precision %s)",
+            modality,
+            self.core.model_id,
+            config.device,
+            config.precision,
+        )
 
     def _configure(self, max_batch_size: int, max_wait_ms: float) -> None:
         self._encode_one.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]

@@ -193,3 +193,64 @@ def test_standalone_mode_has_grpc_probes_services_and_a_pvc() -> None:
     }
     assert env["SYNESTHESIA_TEXT_ENCODER"] == "syn-synesthesia-text:50051"
     assert env["SYNESTHESIA_DATA_DIR"] == "/data/index"
+
+
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+GPU_NODES = {"nvidia.com/gpu.present": "true"}
+
+
+def test_gpu_values_render_for_standalone_encoders() -> None:
+    gpu = {"gpus": 1, "nodeSelector": GPU_NODES, "tolerations": [GPU_TOLERATION]}
+    values = {"mode": "standalone", "standalone": {"encoders": {"image": gpu}}}
+    docs = render(values)
+    for doc in docs:
+        kv.validate(doc, KUBE, strict=True)
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(docs, "Deployment")
+    }
+    pod = deployments["image"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["resources"]["limits"]["cpu"] == "2"  # the rest of the resources kept
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["SYNESTHESIA_DEVICE"] == "cuda"
+    assert pod["nodeSelector"] == GPU_NODES and pod["tolerations"] == [GPU_TOLERATION]
+    text = deployments["text"]["spec"]["template"]["spec"]
+    assert "nodeSelector" not in text and "tolerations" not in text
+    assert "nvidia.com/gpu" not in text["containers"][0]["resources"]["limits"]
+
+
+def test_gpu_worker_group_renders_for_ray() -> None:
+    from ray.serve.schema import ServeDeploySchema
+    from synesthesia.services.ray.args import AppArgs
+
+    base = yaml.safe_load((REPO / "services/ray/serve_config.yaml").read_text())
+    for app in base["applications"]:
+        if app["name"] == "image":
+            app["args"]["encoder"]["precision"] = "bf16"
+            app["args"]["scaling"]["num_gpus"] = 1
+    values = {
+        "ray": {
+            "gpuWorker": {"enabled": True, "nodeSelector": GPU_NODES},
+            "worker": {"nodeSelector": {"pool": "cpu"}},
+            "serveConfig": base,
+        }
+    }
+    (rs,) = by_kind(render(values), "RayService")
+    serve_config = yaml.safe_load(rs["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(serve_config)
+    image = next(a for a in serve_config["applications"] if a["name"] == "image")
+    assert AppArgs.model_validate(image["args"]).scaling.num_gpus == 1
+    groups = {g["groupName"]: g for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+    assert list(groups) == ["workers", "gpu-workers", "shard-0", "shard-1", "shard-2"]
+    gpu = groups["gpu-workers"]
+    assert gpu["rayStartParams"]["num-gpus"] == "1"
+    assert "num-gpus" not in groups["workers"]["rayStartParams"]
+    for group in groups.values():
+        pod_template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "x"}}
+        kv.validate({**pod_template, "template": group["template"]}, KUBE, strict=True)
+    spec = gpu["template"]["spec"]
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert spec["nodeSelector"] == GPU_NODES and spec["tolerations"] == [GPU_TOLERATION]
+    assert groups["workers"]["template"]["spec"]["nodeSelector"] == {"pool": "cpu"}

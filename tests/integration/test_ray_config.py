@@ -79,3 +79,23 @@ def test_shard_of_is_stable_and_spreads() -> None:
     for i in range(3000):
         counts[shard_of(f"id-{i}", 3)] += 1
     assert min(counts) > 900, counts
+
+
+def test_num_gpus_reserves_a_gpu_and_moves_the_encoder_to_it() -> None:
+    from synesthesia.services.ray.app import build_app
+    from synesthesia.services.ray.args import AppArgs
+
+    def bound(args: dict) -> tuple[dict, dict]:  # type: ignore[type-arg]
+        deployment = build_app(AppArgs.model_validate(args))._bound_deployment
+        return deployment.ray_actor_options, deployment.init_args[1]
+
+    actor, encoder = bound({"service": "image", "scaling": {"num_cpus": 2, "num_gpus": 0.5}})
+    assert actor["num_gpus"] == 0.5 and actor["num_cpus"] == 2
+    assert encoder["device"] == "cuda"  # the GPU Ray gives the replica
+    actor, encoder = bound(
+        {"service": "image", "encoder": {"device": "cuda:0", "precision": "bf16"},
+         "scaling": {"num_gpus": 1}}
+    )  # fmt: skip
+    assert encoder["device"] == "cuda:0" and encoder["precision"] == "bf16"
+    actor, encoder = bound({"service": "text"})
+    assert "num_gpus" not in actor and encoder["device"] == "cpu"

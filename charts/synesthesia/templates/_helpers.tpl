@@ -29,3 +29,27 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ $v | quote }}
 {{- end }}
 {{- end -}}
+
+{{/* nodeSelector and tolerations of a pod spec, from a values block that may have them. */}}
+{{- define "synesthesia.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Container resources with `gpus` GPUs (limits, the Kubernetes rule for extended resources)
+added: (dict "resources" ... "gpus" N "gpuResource" "nvidia.com/gpu"). */}}
+{{- define "synesthesia.resources" -}}
+{{- $res := deepCopy (default dict .resources) -}}
+{{- if .gpus -}}
+{{- $limits := default dict $res.limits -}}
+{{- $_ := set $limits .gpuResource .gpus -}}
+{{- $_ := set $res "limits" $limits -}}
+{{- end -}}
+{{- toYaml $res -}}
+{{- end -}}

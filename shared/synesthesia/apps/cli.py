@@ -210,12 +210,24 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         ("search", "synesthesia.apps.search_cli", "search_main", "query a collection"),
         ("classify", "synesthesia.apps.search_cli", "classify_main", "rank labels for an item"),
         ("healthcheck", "synesthesia.apps.healthcheck", "main", "is a server SERVING?"),
+        ("export", "synesthesia.apps.cli", "export_main", "export a tower: export onnx --help"),
         ("certs", "synesthesia.apps.cli", "certs_main", "a local CA and certificates (TLS)"),
         ("token", "synesthesia.apps.cli", "token_main", "token new --role read|write"),
         ("demo", "synesthesia.apps.demo", "demo_main", "the local stack and a cross-modal demo"),
         ("ui", "synesthesia.apps.ui", "ui_main", "serve the web page that talks to the services"),
     )
 }
+
+
+def export_main(argv: list[str]) -> int:
+    """``synesthesia export onnx ...`` (the one export format today)."""
+    if not argv or argv[0] != "onnx":
+        print("usage: synesthesia export onnx --modality M --out FILE [...]", file=sys.stderr)
+        print("(see: synesthesia export onnx --help)", file=sys.stderr)
+        return 2
+    from synesthesia.export.onnx import export_main as onnx_main
+
+    return onnx_main(argv[1:])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

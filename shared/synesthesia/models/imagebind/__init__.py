@@ -8,8 +8,9 @@ Registered models:
 * ``imagebind-test``: the tiny golden-set sizes (or ``config=`` a dict / JSON path, e.g. the
   golden ``config.json``); random weights unless ``checkpoint=`` is given.
 
-Both take ``modalities=`` (load only those towers), ``device=``, ``dtype=``,
-``audio_channels=`` ("reference" or "mix"), ``max_audio_seconds=`` and ``max_image_pixels=``.
+Both take ``modalities=`` (load only those towers), ``device=`` (cpu, cuda, cuda:N, auto),
+``precision=`` (fp32, bf16, fp16; or ``dtype=`` a torch dtype), ``audio_channels=``
+("reference" or "mix"), ``max_audio_seconds=`` and ``max_image_pixels=``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 
 from synesthesia.errors import FailedPrecondition
 from synesthesia.modality import Modality
+from synesthesia.models.device import precision_name, resolve_device, resolve_precision
 from synesthesia.models.imagebind.checkpoint import (
     CheckpointError,
     convert_checkpoint,
@@ -64,19 +66,24 @@ def create_imagebind(
     checkpoint: str | Path | None,
     modalities: Iterable[Modality | str] | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype | str = torch.float32,
+    precision: str | None = None,
+    dtype: torch.dtype | str | None = None,
     **embedder_kwargs: Any,
 ) -> ImageBindEmbedder:
-    """Build an Embedder holding only ``modalities``' weights (random when no checkpoint)."""
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
-        assert isinstance(dtype, torch.dtype)
+    """Build an Embedder holding only ``modalities``' weights (random when no checkpoint), on
+    ``device`` in ``precision`` (a bad device or precision fails here, before any loading)."""
+    dev = resolve_device(device)
+    if precision is None:
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        precision = precision_name(dtype if isinstance(dtype, torch.dtype) else torch.float32)
+    dt = resolve_precision(precision, dev)
     towers = _towers(modalities)
     if checkpoint is None:
-        model = random_model(config, towers).to(dtype)
+        model = random_model(config, towers).to(dt)
     else:
-        model = load_model(config, checkpoint, towers, dtype)
-    return ImageBindEmbedder(model, model_id, device=device, **embedder_kwargs)
+        model = load_model(config, checkpoint, towers, dt)
+    return ImageBindEmbedder(model, model_id, device=dev, **embedder_kwargs)
 
 
 @register_model("imagebind-huge")

@@ -21,6 +21,7 @@ from synesthesia.media.audio import DEFAULT_MAX_SECONDS
 from synesthesia.media.image import DEFAULT_MAX_PIXELS
 from synesthesia.media.text import DEFAULT_MAX_TEXT_BYTES
 from synesthesia.modality import Modality
+from synesthesia.models.device import resolve_device
 from synesthesia.models.embedder import Embedder, ModelInfo, Prepared
 from synesthesia.models.imagebind.model import ImageBindModel
 from synesthesia.models.imagebind.preprocess import (
@@ -64,7 +65,7 @@ class ImageBindEmbedder(Embedder):
         super().__init__()
         if audio_channels not in ("reference", "mix"):
             raise ValueError(f"audio_channels must be 'reference' or 'mix', not {audio_channels!r}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.model_id = model_id
         self.audio_channels = audio_channels
@@ -111,8 +112,8 @@ class ImageBindEmbedder(Embedder):
 
     @torch.inference_mode()
     def _encode(self, modality: Modality, prepared: Sequence[Prepared]) -> np.ndarray:
-        batch = torch.stack([p.inputs["x"] for p in prepared]).to(self.device)
-        if batch.is_floating_point():
-            batch = batch.to(self._dtype)
+        batch = torch.stack([p.inputs["x"] for p in prepared])
+        dtype = self._dtype if batch.is_floating_point() else batch.dtype
+        batch = batch.to(self.device, dtype, non_blocking=True)
         out = self.model(TOWER[modality], batch)  # audio: [B, 3, 1, 128, 204] -> clip mean
         return F.normalize(out.float(), dim=-1).cpu().numpy()

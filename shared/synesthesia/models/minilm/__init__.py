@@ -12,9 +12,9 @@ from synesthesia.models.registry import register_model
 @register_model(MODEL_NAME)
 def synesthesia_minilm(**kwargs: Any) -> MiniLMEmbedder:
     """Text = all-MiniLM-L6-v2 sentence embeddings; images and sounds bound to that space by
-    the shipped tower weights (``checkpoint=`` overrides the file)."""
+    the shipped tower weights (``checkpoint=`` overrides the file); ``device=`` and
+    ``precision=`` as in ``synesthesia.models.device``."""
     checkpoint = kwargs.pop("checkpoint", None)
-    kwargs.pop("device", None)  # CPU only for now
     return MiniLMEmbedder(weights=checkpoint, **kwargs)
 
 

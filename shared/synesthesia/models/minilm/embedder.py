@@ -20,6 +20,7 @@ from synesthesia.media.text import (
     wordpiece_separators,
 )
 from synesthesia.modality import Modality
+from synesthesia.models.device import resolve_device, resolve_precision
 from synesthesia.models.embedder import Embedder, ModelInfo, Prepared, l2_normalize
 from synesthesia.models.minilm.preprocess import audio_to_windows, image_to_tensor
 from synesthesia.models.minilm.weights import load_model, minilm_dir
@@ -42,10 +43,15 @@ class MiniLMEmbedder(Embedder):
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         max_audio_seconds: float = DEFAULT_MAX_SECONDS,
         max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
         mods = tuple(sorted({Modality.parse(m) for m in modalities}, key=list(Modality).index))
-        self.model, meta = load_model(weights, [m.value for m in mods])
+        self.device = resolve_device(device)  # a bad device or precision fails before loading
+        self.dtype = resolve_precision(precision, self.device)
+        model, meta = load_model(weights, [m.value for m in mods])
+        self.model = model.to(self.device, self.dtype)
         self.cfg = self.model.cfg
         self.revision = meta.get("revision", "unknown")
         self.tokenizer = load_tokenizer(self.cfg.text.max_tokens) if Modality.TEXT in mods else None
@@ -101,6 +107,15 @@ class MiniLMEmbedder(Embedder):
         return len(self.tokenizer.encode(chunk, add_special_tokens=False).ids)
 
     # -- encode: one forward pass over many items -------------------------------------------
+    def _float_in(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device, self.dtype, non_blocking=True)
+
+    def _vectors_out(self, x: torch.Tensor) -> np.ndarray:
+        """float32 on the CPU; re-normalised in float32 when the model ran in half precision
+        (fp32 vectors pass through untouched)."""
+        out = x.float().cpu().numpy()
+        return out if self.dtype is torch.float32 else l2_normalize(out)
+
     @torch.inference_mode()
     def _encode(self, modality: Modality, prepared: Sequence[Prepared]) -> np.ndarray:
         if modality is Modality.TEXT:
@@ -111,13 +126,16 @@ class MiniLMEmbedder(Embedder):
             for i, s in enumerate(seqs):
                 ids[i, : len(s)] = s
                 valid[i, : len(s)] = True
-            return self.model.encode_text(ids, valid).numpy()
+            vecs = self.model.encode_text(ids.to(self.device), valid.to(self.device))
+            return self._vectors_out(vecs)
         if modality is Modality.IMAGE:
             pixels = torch.stack([p.inputs["pixels"] for p in prepared])
-            return self.model.encode_image(pixels).numpy()
+            return self._vectors_out(self.model.encode_image(self._float_in(pixels)))
         fbank = torch.cat([p.inputs["fbank"] for p in prepared])
         frames = torch.cat([p.inputs["frames"] for p in prepared])
-        per_window = self.model.encode_audio(fbank, frames).numpy()
+        per_window = self._vectors_out(
+            self.model.encode_audio(self._float_in(fbank), frames.to(self.device))
+        )
         out, start = [], 0
         for p in prepared:  # average the windows of each clip, then re-normalise
             out.append(per_window[start : start + p.windows].mean(axis=0))

@@ -107,7 +107,7 @@ def busiest_excerpts(
     for w in range(fbank.shape[0]):
         n = int(frames[w])
         k = min(n, size)
-        peak = int(fbank[w, :n].mean(dim=1).argmax())
+        peak = int(fbank[w, :n].float().mean(dim=1).argmax())  # the same peak in bf16
         start = min(max(0, peak - k // 2), n - k)
         out[w, :k] = fbank[w, start : start + k]
         kept[w] = k

@@ -1,0 +1,1 @@
+"""Export of the encoder towers for other runtimes (``synesthesia export onnx``)."""

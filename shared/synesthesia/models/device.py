@@ -1,0 +1,67 @@
+"""Where a model runs and in which precision: the ``device`` and ``precision`` settings every
+family honours, resolved once when the model is built so a bad setting fails at start-up
+(FailedPrecondition with the reason), never on the first request.
+
+* ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when torch sees a GPU, else cpu).
+* ``precision``: ``fp32``, ``bf16`` or ``fp16`` — the dtype of the weights and of floating
+  inputs. Vectors always leave as float32, unit-norm, on the CPU. fp16 is refused on the CPU
+  (slow and poorly supported there; bf16 is the CPU's half precision).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import torch
+
+from synesthesia.errors import FailedPrecondition
+
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+#: the values a ``device`` setting may take (checked by EncoderConfig before anything loads)
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
+
+
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """The torch device for a setting; raises FailedPrecondition for an unknown or absent one."""
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.match(DEVICE_PATTERN, name):
+        raise FailedPrecondition(f"unknown device {str(device)!r}: use cpu, cuda, cuda:N or auto")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FailedPrecondition(
+                f"device {name!r} was asked for but torch sees no CUDA GPU "
+                f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
+                "use device cpu or auto"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise FailedPrecondition(f"device {name!r} does not exist: torch sees {count} GPU(s)")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype of ``precision`` on ``device``; fp16 on the CPU is refused."""
+    try:
+        dtype = PRECISIONS[precision]
+    except KeyError:
+        known = ", ".join(PRECISIONS)
+        raise FailedPrecondition(f"unknown precision {precision!r}: use one of {known}") from None
+    if dtype is torch.float16 and device.type == "cpu":
+        raise FailedPrecondition(
+            "precision fp16 is not supported on the CPU: use bf16 (fast where the CPU has "
+            "AVX-512 BF16 or AMX) or fp32, or run on a GPU"
+        )
+    return dtype
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    return next(k for k, v in PRECISIONS.items() if v is dtype)
