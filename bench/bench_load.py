@@ -104,7 +104,7 @@ async def load(
                     # not a retry: this request is given up; the client's NEXT request waits
                     # for the server's hint, as any well-behaved client does
                     hint = dict(err.trailing_metadata() or ()).get(RETRY_AFTER_HEADER)
-                    await asyncio.sleep(min(2.0, int(hint or 100) / 1000))
+                    await asyncio.sleep(min(10.0, int(hint or 100) / 1000))
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     for c in channels:

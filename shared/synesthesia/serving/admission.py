@@ -1,12 +1,15 @@
 """Load shedding: a server admits at most ``max_in_flight`` RPCs at once (health and reflection
 not counted). One more is refused at once with RESOURCE_EXHAUSTED and a retry hint in trailing
-metadata (``retry-after-ms``: the recent mean time an admitted call took), instead of queueing
-until every caller's deadline has passed. The project's clients back off and retry it.
+metadata (``retry-after-ms``), instead of queueing until every caller's deadline has passed. The
+hint is the recent mean time an admitted call took, times how many calls are being refused per
+call admitted (so that callers who honour it spread out as the overload grows), at most
+``MAX_RETRY_AFTER_S``. The project's clients back off and retry it.
 
 Prometheus: ``synesthesia_in_flight`` (admitted RPCs now) and ``synesthesia_shed_total``."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -18,6 +21,8 @@ from prometheus_client import Counter, Gauge
 from synesthesia.serving.security import OPEN_PREFIXES
 
 RETRY_AFTER_HEADER = "retry-after-ms"
+MAX_RETRY_AFTER_S = 10.0
+_RATE_TAU_S = 2.0  # time constant of the admitted / refused call rates
 
 IN_FLIGHT = Gauge("synesthesia_in_flight", "RPCs admitted and not finished", ["server"])
 SHED = Counter("synesthesia_shed_total", "RPCs refused with RESOURCE_EXHAUSTED", ["method"])
@@ -31,14 +36,27 @@ class AdmissionInterceptor(aio.ServerInterceptor):
         self.in_flight = 0
         self._gauge = IN_FLIGHT.labels(server)
         self._mean_s = 0.05  # moving average of admitted calls' duration
+        self._rates = {"admitted": 0.0, "shed": 0.0}  # calls per second, decaying averages
+        self._rates_at = time.monotonic()
+
+    def _count(self, kind: str) -> None:
+        now = time.monotonic()
+        decay = math.exp(-(now - self._rates_at) / _RATE_TAU_S)
+        self._rates_at = now
+        for k in self._rates:
+            self._rates[k] *= decay
+        self._rates[kind] += 1 / _RATE_TAU_S
 
     def _retry_after_ms(self) -> int:
-        return max(10, int(1000 * self._mean_s))
+        overload = max(1.0, self._rates["shed"] / max(self._rates["admitted"], 1e-3))
+        return int(1000 * min(MAX_RETRY_AFTER_S, max(0.01, self._mean_s * overload)))
 
     def _enter(self) -> bool:
         if self.in_flight >= self.max_in_flight:
+            self._count("shed")
             return False
         self.in_flight += 1  # one event loop: no lock needed
+        self._count("admitted")
         self._gauge.set(self.in_flight)
         return True
 
