@@ -68,7 +68,7 @@ def test_ray_mode_renders_a_rayservice_with_the_serve_config() -> None:
     from ray.serve.schema import ServeDeploySchema
 
     docs = render({})
-    assert {d["kind"] for d in docs} == {"RayService", "Service", "PersistentVolumeClaim"}
+    assert {d["kind"] for d in docs} == {"RayService", "Service", "PersistentVolumeClaim", "Pod"}
     (rs,) = by_kind(docs, "RayService")
     assert rs["apiVersion"] == "ray.io/v1"
     serve_config = yaml.safe_load(rs["spec"]["serveConfigV2"])
@@ -254,3 +254,95 @@ def test_gpu_worker_group_renders_for_ray() -> None:
     assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert spec["nodeSelector"] == GPU_NODES and spec["tolerations"] == [GPU_TOLERATION]
     assert groups["workers"]["template"]["spec"]["nodeSelector"] == {"pool": "cpu"}
+
+
+@pytest.mark.parametrize(
+    "values, where",
+    [
+        ({"mode": "standalon"}, "/mode"),
+        ({"unknownKey": 1}, "unknownKey"),
+        ({"ray": {"grpcPort": "9000x"}}, "/ray/grpcPort"),
+        ({"standalone": {"encoders": {"text": {"replicas": -1}}}}, "replicas"),
+        ({"tls": {"mode": "sidecars"}}, "/tls/mode"),
+    ],
+)
+def test_values_schema_refuses_unknown_keys_and_bad_values(
+    values: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(Exception, match="schema") as err:
+        render(values)
+    assert where in str(err.value)
+    report = helm.lint(str(CHART), values, strict=True)
+    assert any(where in m for m in report["errors"]), report
+
+
+def _pod_specs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    specs = []
+    for doc in docs:
+        if doc["kind"] == "Pod":
+            specs.append(doc["spec"])
+        elif doc["kind"] in ("Deployment", "StatefulSet"):
+            specs.append(doc["spec"]["template"]["spec"])
+        elif doc["kind"] == "RayService":
+            cluster = doc["spec"]["rayClusterConfig"]
+            specs.append(cluster["headGroupSpec"]["template"]["spec"])
+            specs += [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]
+    return specs
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_pod_meets_the_restricted_pod_security_standard(variant: str) -> None:
+    specs = _pod_specs(render(VARIANTS[variant]))
+    assert specs
+    for spec in specs:
+        pod = spec.get("securityContext", {})
+        assert pod.get("runAsNonRoot") is True
+        assert pod.get("seccompProfile") == {"type": "RuntimeDefault"}
+        for container in spec["containers"]:
+            sc = container.get("securityContext", {})
+            assert sc.get("allowPrivilegeEscalation") is False, container["name"]
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], container["name"]
+            assert not sc.get("privileged"), container["name"]
+        assert not any("hostPath" in v for v in spec.get("volumes", []))
+
+
+@pytest.mark.parametrize("variant", ["ray", "standalone"])
+def test_helm_test_hook_checks_health_and_one_embed(variant: str) -> None:
+    (pod,) = [d for d in render(VARIANTS[variant]) if d["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    command = pod["spec"]["containers"][0]["args"][0]
+    assert "synesthesia.apps.healthcheck" in command and "synesthesia embed" in command
+    if variant == "ray":
+        assert "syn-synesthesia-grpc:9000" in command and "--application text" in command
+    else:
+        assert "syn-synesthesia-text:50051" in command
+
+
+def test_helm_test_hook_command_passes_against_a_real_encoder() -> None:
+    """The hook's shell command, pointed at a local text encoder, exits 0 (and fails when
+    nothing listens)."""
+    import os
+    import subprocess
+    import sys
+
+    from synesthesia.modality import Modality
+    from synesthesia.services.encoder.app import start_encoder
+    from synesthesia.services.encoder.config import load_embedder
+    from synesthesia.services.encoder.settings import EncoderSettings
+
+    from tests.servers import running
+
+    (pod,) = [d for d in render(VARIANTS["standalone"]) if d["kind"] == "Pod"]
+    command = pod["spec"]["containers"][0]["args"][0]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    text = EncoderSettings(modality=Modality.TEXT, port=0)
+    with running(lambda: start_encoder(text, load_embedder(text, Modality.TEXT))) as (server, _):
+        local = command.replace("syn-synesthesia-text:50051", f"127.0.0.1:{server.port}")
+        done = subprocess.run(["sh", "-c", local], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "a barking dog" in done.stdout
+    nothing = command.replace("syn-synesthesia-text:50051", "127.0.0.1:1").replace(
+        "--wait 120", "--wait 1"
+    )
+    nothing = nothing.replace("--timeout 120", "--timeout 2")
+    assert subprocess.run(["sh", "-c", nothing], env=env, capture_output=True).returncode != 0

@@ -83,7 +83,10 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         from synesthesia.services.encoder.settings import DEFAULT_PORTS
 
         target = args.address or f"{DEFAULT_HOST}:{DEFAULT_PORTS[modality]}"
-        with EncoderClient(target, timeout=args.timeout, **client_options(args)) as client:
+        options = client_options(args)
+        if args.application:
+            options["application"] = args.application
+        with EncoderClient(target, timeout=args.timeout, **options) as client:
             vectors = client.embed(modality, items, ids=[str(a) for a in args.inputs])
     if args.out:
         np.save(args.out, vectors)
@@ -189,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--model", default="synesthesia-minilm", help="model for --local")
     embed.add_argument("--out", "-o", help="write an [n, dim] float32 .npy file")
     embed.add_argument("--timeout", type=float, default=120.0)
+    embed.add_argument(
+        "--application", help="Ray Serve application behind a shared gRPC proxy (e.g. text)"
+    )
     add_client_flags(embed)
     embed.set_defaults(func=_cmd_embed)
 
