@@ -1,9 +1,11 @@
 """Load shedding: a server admits at most ``max_in_flight`` RPCs at once (health and reflection
 not counted). One more is refused at once with RESOURCE_EXHAUSTED and a retry hint in trailing
 metadata (``retry-after-ms``), instead of queueing until every caller's deadline has passed. The
-hint is the recent mean time an admitted call took, times how many calls are being refused per
-call admitted (so that callers who honour it spread out as the overload grows), at most
-``MAX_RETRY_AFTER_S``. The project's clients back off and retry it.
+hint adapts so that callers who honour it come back at about the rate the server admits calls:
+it starts at the recent mean time of an admitted call and, at most twice a second, is multiplied
+by the ratio of refused to admitted calls (bounded to [0.5, 2] per step, never below the mean
+call time, at most ``MAX_RETRY_AFTER_S``). Refusing then costs about one cheap call per admitted
+one, however many callers wait. The project's clients back off and retry it.
 
 Prometheus: ``synesthesia_in_flight`` (admitted RPCs now) and ``synesthesia_shed_total``."""
 
@@ -38,6 +40,8 @@ class AdmissionInterceptor(aio.ServerInterceptor):
         self._mean_s = 0.05  # moving average of admitted calls' duration
         self._rates = {"admitted": 0.0, "shed": 0.0}  # calls per second, decaying averages
         self._rates_at = time.monotonic()
+        self._hint_s = self._mean_s
+        self._hint_at = 0.0
 
     def _count(self, kind: str) -> None:
         now = time.monotonic()
@@ -48,8 +52,13 @@ class AdmissionInterceptor(aio.ServerInterceptor):
         self._rates[kind] += 1 / _RATE_TAU_S
 
     def _retry_after_ms(self) -> int:
-        overload = max(1.0, self._rates["shed"] / max(self._rates["admitted"], 1e-3))
-        return int(1000 * min(MAX_RETRY_AFTER_S, max(0.01, self._mean_s * overload)))
+        now = time.monotonic()
+        if now - self._hint_at >= 0.5:
+            self._hint_at = now
+            ratio = self._rates["shed"] / max(self._rates["admitted"], 1e-3)
+            step = min(2.0, max(0.5, ratio))
+            self._hint_s = min(MAX_RETRY_AFTER_S, max(self._mean_s, self._hint_s * step))
+        return max(10, int(1000 * self._hint_s))
 
     def _enter(self) -> bool:
         if self.in_flight >= self.max_in_flight:
