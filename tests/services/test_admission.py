@@ -66,3 +66,24 @@ def test_over_capacity_is_resource_exhausted_with_a_retry_hint() -> None:
         servicer.release.set()
         assert all(f.result().model_id == "m" for f in held)
         assert stub.Info(encoder_pb2.InfoRequest(), timeout=5).model_id == "m"
+
+
+def test_a_call_whose_deadline_the_queue_would_outlast_is_refused_at_once() -> None:
+    import time
+
+    from synesthesia.serving.admission import AdmissionInterceptor
+
+    class Ctx:
+        def __init__(self, remaining: float | None) -> None:
+            self.remaining = remaining
+
+        def time_remaining(self) -> float | None:
+            return self.remaining
+
+    gate = AdmissionInterceptor(max_in_flight=100, server="test")
+    assert gate._enter(Ctx(0.001))  # type: ignore[arg-type]  # cold: no estimate yet
+    gate._completions, gate.in_flight = 50, 10
+    gate._rates["done"], gate._rates_at = 5.0, time.monotonic()  # 10 ahead at 5/s: 2 s
+    assert not gate._enter(Ctx(1.0))  # type: ignore[arg-type]
+    assert gate._enter(Ctx(3.0))  # type: ignore[arg-type]
+    assert gate._enter(Ctx(None))  # type: ignore[arg-type]  # no deadline: admitted

@@ -1,11 +1,15 @@
 """Load shedding: a server admits at most ``max_in_flight`` RPCs at once (health and reflection
 not counted). One more is refused at once with RESOURCE_EXHAUSTED and a retry hint in trailing
 metadata (``retry-after-ms``), instead of queueing until every caller's deadline has passed. The
-hint adapts so that callers who honour it come back at about the rate the server admits calls:
-it starts at the recent mean time of an admitted call and, at most twice a second, is multiplied
-by the ratio of refused to admitted calls (bounded to [0.5, 2] per step, never below the mean
-call time, at most ``MAX_RETRY_AFTER_S``). Refusing then costs about one cheap call per admitted
-one, however many callers wait. The project's clients back off and retry it.
+hint adapts so that callers who honour it come back at a quarter of the rate the server admits
+calls: it starts at the recent mean time of an admitted call and, at most twice a second, is
+multiplied by (refused / admitted) / ``TARGET_SHED_RATIO`` (bounded to [0.5, 2] per step, never
+below the mean call time, at most ``MAX_RETRY_AFTER_S``). Refusing then costs about one cheap
+call per four admitted ones, however many callers wait.
+
+A call is also refused at once when, by the recent completion rate, the calls ahead of it would
+outlast its deadline (it would only end DEADLINE_EXCEEDED after taking a slot). The project's
+clients back off and retry it.
 
 Prometheus: ``synesthesia_in_flight`` (admitted RPCs now) and ``synesthesia_shed_total``."""
 
@@ -24,6 +28,8 @@ from synesthesia.serving.security import OPEN_PREFIXES
 
 RETRY_AFTER_HEADER = "retry-after-ms"
 MAX_RETRY_AFTER_S = 10.0
+TARGET_SHED_RATIO = 0.25  # refused calls per admitted call the retry hint steers towards
+_WARM_COMPLETIONS = 20  # completions seen before the deadline estimate is trusted
 _RATE_TAU_S = 2.0  # time constant of the admitted / refused call rates
 
 IN_FLIGHT = Gauge("synesthesia_in_flight", "RPCs admitted and not finished", ["server"])
@@ -38,30 +44,43 @@ class AdmissionInterceptor(aio.ServerInterceptor):
         self.in_flight = 0
         self._gauge = IN_FLIGHT.labels(server)
         self._mean_s = 0.05  # moving average of admitted calls' duration
-        self._rates = {"admitted": 0.0, "shed": 0.0}  # calls per second, decaying averages
+        self._rates = {"admitted": 0.0, "shed": 0.0, "done": 0.0}  # per second, decaying
+        self._completions = 0
         self._rates_at = time.monotonic()
         self._hint_s = self._mean_s
         self._hint_at = 0.0
 
-    def _count(self, kind: str) -> None:
+    def _count(self, kind: str | None) -> None:
         now = time.monotonic()
         decay = math.exp(-(now - self._rates_at) / _RATE_TAU_S)
         self._rates_at = now
         for k in self._rates:
             self._rates[k] *= decay
-        self._rates[kind] += 1 / _RATE_TAU_S
+        if kind is not None:
+            self._rates[kind] += 1 / _RATE_TAU_S
 
     def _retry_after_ms(self) -> int:
         now = time.monotonic()
         if now - self._hint_at >= 0.5:
             self._hint_at = now
             ratio = self._rates["shed"] / max(self._rates["admitted"], 1e-3)
-            step = min(2.0, max(0.5, ratio))
+            step = min(2.0, max(0.5, ratio / TARGET_SHED_RATIO))
             self._hint_s = min(MAX_RETRY_AFTER_S, max(self._mean_s, self._hint_s * step))
         return max(10, int(1000 * self._hint_s))
 
-    def _enter(self) -> bool:
-        if self.in_flight >= self.max_in_flight:
+    def _too_late(self, context: aio.ServicerContext) -> bool:
+        """The calls already admitted would, at the recent completion rate, outlast this call's
+        deadline."""
+        if self._completions < _WARM_COMPLETIONS or self.in_flight < 4:
+            return False
+        remaining = context.time_remaining()
+        if remaining is None:
+            return False
+        self._count(None)  # decay the rates to now
+        return self.in_flight / max(self._rates["done"], 1e-3) > remaining
+
+    def _enter(self, context: aio.ServicerContext) -> bool:
+        if self.in_flight >= self.max_in_flight or self._too_late(context):
             self._count("shed")
             return False
         self.in_flight += 1  # one event loop: no lock needed
@@ -71,6 +90,8 @@ class AdmissionInterceptor(aio.ServerInterceptor):
 
     def _leave(self, started: float) -> None:
         self.in_flight -= 1
+        self._completions += 1
+        self._count("done")
         self._gauge.set(self.in_flight)
         self._mean_s = 0.9 * self._mean_s + 0.1 * (time.perf_counter() - started)
 
@@ -100,7 +121,7 @@ class AdmissionInterceptor(aio.ServerInterceptor):
             inner = handler.unary_unary or handler.stream_unary
 
             async def unary(request: Any, context: aio.ServicerContext) -> Any:
-                if not self._enter():
+                if not self._enter(context):
                     await self._refuse(context, method)
                 started = time.perf_counter()
                 try:
@@ -118,7 +139,7 @@ class AdmissionInterceptor(aio.ServerInterceptor):
         stream = handler.unary_stream or handler.stream_stream
 
         async def streaming(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-            if not self._enter():
+            if not self._enter(context):
                 await self._refuse(context, method)
             started = time.perf_counter()
             try:
