@@ -19,7 +19,10 @@ class EncoderSettings(BaseSettings, EncoderConfig, SecuritySettings):
     host: str = "127.0.0.1"
     port: int | None = Field(None, description="default: 50051 text, 50052 image, 50053 audio")
     max_in_flight: int = Field(
-        64, ge=1, description="RPCs admitted at once; more: RESOURCE_EXHAUSTED (load shedding)"
+        32,
+        ge=1,
+        description="RPCs admitted at once (one full batch of single-item calls); more: "
+        "RESOURCE_EXHAUSTED (load shedding)",
     )
     metrics_port: int | None = Field(None, description="Prometheus /metrics port; unset: off")
     grace_seconds: float = Field(10.0, ge=0, description="drain time on SIGTERM")

@@ -84,6 +84,6 @@ def test_a_call_whose_deadline_the_queue_would_outlast_is_refused_at_once() -> N
     assert gate._enter(Ctx(0.001))  # type: ignore[arg-type]  # cold: no estimate yet
     gate._completions, gate.in_flight = 50, 10
     gate._rates["done"], gate._rates_at = 5.0, time.monotonic()  # 10 ahead at 5/s: 2 s
-    assert not gate._enter(Ctx(1.0))  # type: ignore[arg-type]
-    assert gate._enter(Ctx(3.0))  # type: ignore[arg-type]
+    assert not gate._enter(Ctx(1.0))  # type: ignore[arg-type]  # 2 s > 1.5 x 1 s
+    assert gate._enter(Ctx(1.5))  # type: ignore[arg-type]
     assert gate._enter(Ctx(None))  # type: ignore[arg-type]  # no deadline: admitted

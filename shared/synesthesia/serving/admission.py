@@ -8,7 +8,8 @@ below the mean call time, at most ``MAX_RETRY_AFTER_S``). Refusing then costs ab
 call per four admitted ones, however many callers wait.
 
 A call is also refused at once when, by the recent completion rate, the calls ahead of it would
-outlast its deadline (it would only end DEADLINE_EXCEEDED after taking a slot). The project's
+clearly outlast its deadline (by half as much again: it would only end DEADLINE_EXCEEDED after
+taking a slot). The project's
 clients back off and retry it.
 
 Prometheus: ``synesthesia_in_flight`` (admitted RPCs now) and ``synesthesia_shed_total``."""
@@ -77,7 +78,7 @@ class AdmissionInterceptor(aio.ServerInterceptor):
         if remaining is None:
             return False
         self._count(None)  # decay the rates to now
-        return self.in_flight / max(self._rates["done"], 1e-3) > remaining
+        return self.in_flight / max(self._rates["done"], 1e-3) > 1.5 * remaining
 
     def _enter(self, context: aio.ServicerContext) -> bool:
         if self.in_flight >= self.max_in_flight or self._too_late(context):
