@@ -105,6 +105,11 @@ def eval_main(argv: list[str]) -> int:
                    help="the ImageNet sample classes scored as unseen: eval (the final figures), "
                         "val (the validation classes carved from train, for design choices) or "
                         "none")  # fmt: skip
+    p.add_argument(
+        "--no-anchors",
+        action="store_true",
+        help="evaluate without the towers' text-anchor heads (the plain tower vectors)",
+    )
     p.add_argument("--gallery", action="store_true",
                    help="also rank each held-out Tux Paint sound's own picture among the demo "
                         "gallery's pictures (fetches tuxpaint-stamps-default once)")  # fmt: skip
@@ -116,6 +121,11 @@ def eval_main(argv: list[str]) -> int:
     path = args.weights or default_weights_path()
     model, meta = load_model(path)
     print(f"weights: {path} (revision {meta.get('revision')})")
+    if args.no_anchors:
+        for tower in (model.image, model.audio):
+            if tower is not None:
+                tower.anchors = None
+        print("text-anchor heads removed (--no-anchors)")
     split = None if args.open_world == "none" else args.open_world
     rep = evaluate(model, limit=args.limit, parity=not args.no_parity, open_world=split)
     print(rep.table())
