@@ -64,8 +64,15 @@ def test_cli_trains_exports_and_evaluates(
     assert eval_main([str(out), "--limit", "40", "--json", str(tmp_path / "m.json")]) == 0
     table = capsys.readouterr().out
     assert "CIFAR-10 test zero-shot top-1" in table and "bark->photo" in table
-    metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
-    assert metrics["text parity max |diff| vs sentence-transformers"] <= 1e-5
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["metrics"]["text parity max |diff| vs sentence-transformers"] <= 1e-5
+    # the open-world figures come first (the ImageNet sample's eval split, sound -> photo)
+    assert table.index("ImageNet eval photo->label top-1 (374-way)") < table.index("CIFAR-10")
+    assert "sound->photo MRR (mean over ESC classes)" in report["open_world"]
+    assert eval_main([str(out), "--limit", "40", "--no-parity", "--open-world", "none",
+                      "--no-anchors"]) == 0  # fmt: skip
+    plain = capsys.readouterr().out
+    assert "text-anchor heads removed" in plain and "open world" not in plain
 
 
 def test_training_through_the_text_anchors_checkpoints_only_trained_weights(

@@ -7,7 +7,7 @@ item's caption is ever in it.
 Captions are left out by default: each names one training clip or picture, so a sound the tower
 takes for that one clip (a held-out dog bark heard as Tux Paint's bear) would be pulled onto
 its caption, and so next to that one picture; a class prompt stands for many clips
-(docs/model-card.md, "Fifth round")."""
+(docs/model-history.md, "anchor vocabulary")."""
 
 from __future__ import annotations
 

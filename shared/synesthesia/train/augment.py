@@ -11,25 +11,55 @@ import torch.nn.functional as F
 def augment_images(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """[B, 3, S, S] in [0, 1] -> random zoom/shift crop, horizontal flip, colour jitter."""
     b = x.shape[0]
-
-    def u(lo: float, hi: float, n: int = b) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, generator=gen)
-
-    scale = u(0.7, 1.0)
+    scale = _uniform(gen, 0.7, 1.0, b)
     flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
-    tx, ty = u(-1, 1) * (1 - scale + 0.125), u(-1, 1) * (1 - scale + 0.125)
+    tx = _uniform(gen, -1, 1, b) * (1 - scale + 0.125)
+    ty = _uniform(gen, -1, 1, b) * (1 - scale + 0.125)
+    return jitter_colours(_crop(x, scale * flip, scale, tx, ty, None), gen)
+
+
+def random_resized_crop(
+    x: torch.Tensor, gen: torch.Generator, size: int, area: tuple[float, float]
+) -> torch.Tensor:
+    """[B, 3, R, R] photos in [0, 1] -> [B, 3, size, size]: a crop of a random share ``area``
+    of the picture and aspect ratio 3/4 to 4/3 at a random place, flipped half the time, then
+    colour jitter (the usual ImageNet training view)."""
+    b = x.shape[0]
+    a = _uniform(gen, area[0], area[1], b)
+    ratio = torch.exp(_uniform(gen, math.log(3 / 4), math.log(4 / 3), b))
+    sx, sy = (a * ratio).sqrt().clamp(max=1.0), (a / ratio).sqrt().clamp(max=1.0)
+    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+    tx, ty = _uniform(gen, -1, 1, b) * (1 - sx), _uniform(gen, -1, 1, b) * (1 - sy)
+    return jitter_colours(_crop(x, sx * flip, sy, tx, ty, size), gen)
+
+
+def _uniform(gen: torch.Generator, lo: float, hi: float, n: int) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+
+def _crop(
+    x: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor,
+    size: int | None,
+) -> torch.Tensor:  # fmt: skip
+    b, c, h, w = x.shape
     theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 1, 1] = scale * flip, scale
+    theta[:, 0, 0], theta[:, 1, 1] = sx, sy
     theta[:, 0, 2], theta[:, 1, 2] = tx, ty
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    out = [b, c, size or h, size or w]
+    grid = F.affine_grid(theta, out, align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def jitter_colours(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Saturation (10 % grey), contrast and brightness jitter; clamped to [0, 1]."""
+    b = x.shape[0]
     grey = x.mean(dim=1, keepdim=True)
-    sat = u(0.6, 1.4)[:, None, None, None]
+    sat = _uniform(gen, 0.6, 1.4, b)[:, None, None, None]
     sat = torch.where(torch.rand(b, 1, 1, 1, generator=gen) < 0.1, torch.zeros_like(sat), sat)
     x = grey + (x - grey) * sat
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = mean + (x - mean) * u(0.7, 1.3)[:, None, None, None]
-    x = x * u(0.75, 1.25)[:, None, None, None]
+    x = mean + (x - mean) * _uniform(gen, 0.7, 1.3, b)[:, None, None, None]
+    x = x * _uniform(gen, 0.75, 1.25, b)[:, None, None, None]
     return x.clamp(0.0, 1.0)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from synesthesia.models.minilm.model import SynesthesiaMiniLM
 from synesthesia.train.config import TrainConfig
 
 
@@ -36,11 +37,15 @@ def train_main(argv: list[str]) -> int:
     p.add_argument("--soup", type=Path, nargs="+", default=[], metavar="RUN_DIR",
                    help="export/evaluate the average of this run's audio tower and these runs' "
                         "(other seeds of the same config)")  # fmt: skip
+    p.add_argument("--towers-from", type=Path, metavar="WEIGHTS",
+                   help="export/evaluate the towers this run does not train (see --modality) "
+                        "from this towers file, as they are there (e.g. the audio tower of the "
+                        "recipe's first stages beside an image tower fine-tuned here)")  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from synesthesia.models.minilm.weights import save_towers
+    from synesthesia.models.minilm.weights import TOWERS, read_header, save_towers
     from synesthesia.train.evaluate import evaluate
     from synesthesia.train.loop import load_trained, train_tower
 
@@ -58,9 +63,15 @@ def train_main(argv: list[str]) -> int:
             print(f"{m} tower trained in {time.perf_counter() - t:.0f} s -> {run_dir}")
     if args.export or args.eval:
         towers = ("image", "audio") if args.export else mods
+        if args.towers_from:
+            towers = mods
         model = load_trained(cfg, run_dir, towers, soup=tuple(args.soup))
+        if args.towers_from:
+            graft_towers(model, args.towers_from, tuple(t for t in TOWERS if t not in towers))
         if args.export:
             meta = {"train_config": cfg.to_json()}
+            if args.towers_from:
+                meta["towers_from"] = str(read_header(args.towers_from)[1].get("revision"))
             if args.soup:
                 seeds = [cfg.seed] + [TrainConfig.load(r / "config.json").seed for r in args.soup]
                 meta["audio_soup_seeds"] = json.dumps(seeds)
@@ -73,12 +84,32 @@ def train_main(argv: list[str]) -> int:
     return 0
 
 
+def graft_towers(model: SynesthesiaMiniLM, weights: Path, modalities: tuple[str, ...]) -> None:
+    """Put ``weights``' towers of ``modalities`` (with their config and text anchors) into
+    ``model``."""
+    from synesthesia.models.minilm.weights import load_model
+
+    other, _ = load_model(weights, modalities)
+    for m in modalities:
+        setattr(model, m, getattr(other, m))
+        model.cfg = dataclasses.replace(model.cfg, **{m: getattr(other.cfg, m)})
+
+
 def eval_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="synesthesia eval", description="the metric table of weights")
     p.add_argument("weights", nargs="?", type=Path, help="a towers file (default: the shipped one)")
     p.add_argument("--limit", type=int, help="evaluate on a subset of each eval set (quick look)")
     p.add_argument("--json", type=Path, help="also write the metrics here")
     p.add_argument("--no-parity", action="store_true", help="skip the text parity check")
+    p.add_argument("--open-world", choices=["eval", "val", "none"], default="eval",
+                   help="the ImageNet sample classes scored as unseen: eval (the final figures), "
+                        "val (the validation classes carved from train, for design choices) or "
+                        "none")  # fmt: skip
+    p.add_argument(
+        "--no-anchors",
+        action="store_true",
+        help="evaluate without the towers' text-anchor heads (the plain tower vectors)",
+    )
     p.add_argument("--gallery", action="store_true",
                    help="also rank each held-out Tux Paint sound's own picture among the demo "
                         "gallery's pictures (fetches tuxpaint-stamps-default once)")  # fmt: skip
@@ -90,7 +121,13 @@ def eval_main(argv: list[str]) -> int:
     path = args.weights or default_weights_path()
     model, meta = load_model(path)
     print(f"weights: {path} (revision {meta.get('revision')})")
-    rep = evaluate(model, limit=args.limit, parity=not args.no_parity)
+    if args.no_anchors:
+        for tower in (model.image, model.audio):
+            if tower is not None:
+                tower.anchors = None
+        print("text-anchor heads removed (--no-anchors)")
+    split = None if args.open_world == "none" else args.open_world
+    rep = evaluate(model, limit=args.limit, parity=not args.no_parity, open_world=split)
     print(rep.table())
     if args.gallery:
         from synesthesia.apps.gallery import obtain_tuxpaint

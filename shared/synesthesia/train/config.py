@@ -31,6 +31,19 @@ class Stage:
     crop_seconds: tuple[float, float] = (0.5, 2.5)  # their length range
     describe: bool = False  # audio: add texts.SOUND_DESCRIPTIONS to the class names
     gallery: bool = False  # images: add the Debian Tux Paint gallery's other captioned pictures
+    # images: the ImageNet sample's photos of these classes ("train": all 423 train classes;
+    # "fit": train minus the validation classes, openworld.split_wnids), with ``imagenet_share``
+    # of the draws; ``imagenet_concepts``: only the first N of them (a seeded order: the
+    # learning curve); ``wordnet``: their captions also from WordNet (synonyms, gloss,
+    # hypernyms; train time only); ``photo_area``: the random-resized-crop's share of a photo
+    imagenet: str | None = None
+    imagenet_share: float = 0.0
+    imagenet_concepts: int | None = None
+    wordnet: bool = False
+    photo_area: tuple[float, float] = (0.25, 1.0)
+    # start the tower from this towers file's weights (e.g. the image tower the audio tower was
+    # bound to, fine-tuned here on photos) instead of a fresh one
+    init_from: str | None = None
     # audio: pull a sound towards the image tower's vectors of pictures of the same thing (its
     # own Tux Paint picture, else the centroid of its picture class); 0 = off
     picture_weight: float = 0.0

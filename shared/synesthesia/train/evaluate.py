@@ -1,5 +1,6 @@
-"""The metric table of ``synesthesia eval``: zero-shot CIFAR-10 / ESC-10 / ESC-50, bark->photo
-retrieval over the CIFAR-10 test set, and text parity with all-MiniLM-L6-v2."""
+"""The metric table of ``synesthesia eval``: first the open-world figures (``openworld``: real
+photos and sounds of things never trained on), then zero-shot CIFAR-10 / ESC-10 / ESC-50,
+bark->photo retrieval over the CIFAR-10 test set, and text parity with all-MiniLM-L6-v2."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from synesthesia.models.minilm.model import SynesthesiaMiniLM
 from synesthesia.models.minilm.preprocess import audio_to_windows
@@ -31,9 +33,22 @@ class Report:
     metrics: dict[str, float] = field(default_factory=dict)
     per_class: dict[str, float] = field(default_factory=dict)  # bark->photo P@10 per picture class
     counts: dict[str, int] = field(default_factory=dict)
+    open_world: dict[str, float] = field(default_factory=dict)
+    # sound -> real photo per ESC class: mrr, r@10, their chance values, clips, photos
+    sound_photo: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def table(self) -> str:
-        lines = ["| metric | value |", "|---|---|"]
+        lines = []
+        if self.open_world:
+            lines += ["| open world | value |", "|---|---|"]
+            lines += [f"| {k} | {v:.4f} |" for k, v in self.open_world.items()]
+            lines += ["", "| sound->photo ESC class | clips | photos | MRR | chance | R@10 | "
+                      "chance |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+            lines += [f"| {c} | {v['clips']:.0f} | {v.get('photos', 0):.0f} | {v['mrr']:.3f} | "
+                      f"{v['chance mrr']:.3f} | {v['r@10']:.3f} | {v['chance r@10']:.3f} |"
+                      for c, v in self.sound_photo.items()]  # fmt: skip
+            lines.append("")
+        lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in self.metrics.items()]
         lines += ["", "| bark->photo class | clips | P@10 |", "|---|---|---|"]
         lines += [f"| {k} | {self.counts[k]} | {v:.3f} |" for k, v in self.per_class.items()]
@@ -46,6 +61,9 @@ def image_vectors(model: SynesthesiaMiniLM, x: np.ndarray, batch: int = 500) -> 
     out = []
     for i in range(0, len(x), batch):
         px = torch.from_numpy(x[i : i + batch]).permute(0, 3, 1, 2).float() / 255.0
+        if px.shape[-1] != cfg.image_size:  # as serving resizes (bicubic) to the model's size
+            px = F.interpolate(px, size=cfg.image_size, mode="bicubic", align_corners=False)
+            px = px.clamp(0.0, 1.0)
         out.append(model.encode_image(normalise_images(px, cfg.mean, cfg.std)))
     return torch.cat(out)
 
@@ -83,7 +101,15 @@ def text_parity(model: SynesthesiaMiniLM) -> float:
     return float(np.abs(ours.numpy() - ref).max())
 
 
-def evaluate(model: SynesthesiaMiniLM, limit: int | None = None, parity: bool = True) -> Report:
+def evaluate(
+    model: SynesthesiaMiniLM,
+    limit: int | None = None,
+    parity: bool = True,
+    open_world: str | None = "eval",
+) -> Report:
+    """``open_world``: the ImageNet sample's split whose photos are scored as unseen classes
+    (``eval``; ``val``, the validation classes carved from ``train``, for design choices;
+    None: no open-world figures)."""
     rep = Report()
     mods = {m for m in ("image", "audio") if getattr(model, m) is not None}
     pics: torch.Tensor | None = None
@@ -118,9 +144,63 @@ def evaluate(model: SynesthesiaMiniLM, limit: int | None = None, parity: bool = 
         )
         if pics is not None and pic_labels is not None:
             bark_to_photo(model, rep, e10 + e50, torch.cat([v10, v50]), pics, pic_labels)
+    if open_world is not None:
+        open_world_figures(
+            model, rep, open_world, (e10, v10, e50, v50) if "audio" in mods else None
+        )
     if parity:
         rep.metrics["text parity max |diff| vs sentence-transformers"] = text_parity(model)
     return rep
+
+
+def open_world_figures(
+    model: SynesthesiaMiniLM,
+    rep: Report,
+    split: str,
+    sounds: tuple[list[data.Clip], torch.Tensor, list[data.Clip], torch.Tensor] | None,
+) -> None:
+    """``openworld``'s figures into ``rep.open_world`` / ``rep.sound_photo``."""
+    from synesthesia.train import openworld as ow
+
+    photos = ow.imagenet_photos()
+    vecs = ow.photo_vectors(model, photos) if model.image is not None else None
+    if vecs is not None:
+        scored = [i for i, p in enumerate(photos) if p.wnid in set(ow.split_wnids(split))]
+        labels = ow.label_prototypes(model, [photos[i].label for i in scored])
+        m = ow.photo_label_metrics(vecs[scored], labels)
+        n = len(scored)
+        rep.open_world[f"ImageNet {split} photo->label top-1 ({n}-way)"] = m["top1"]
+        rep.open_world[f"ImageNet {split} photo->label top-5 ({n}-way)"] = m["top5"]
+        rep.open_world[f"ImageNet {split} words->photo R@1 ({n} photos)"] = m["words_r1"]
+    if sounds is None:
+        return
+    e10, v10, e50, v50 = sounds
+    if vecs is not None:
+        seen: set[str] = set()
+        keep, classes = [], []
+        for i, clip in enumerate(e10 + e50):
+            key = clip.path.stem.rsplit("-", 1)[0] if clip.source == "esc50" else clip.path.stem
+            if key not in seen:  # ESC-10 clips recur in the ESC-50 subset
+                seen.add(key)
+                keep.append(i)
+                classes.append(ESC10_TO_ESC50.get(clip.label, clip.label))
+        per = ow.sound_to_photo(
+            torch.cat([v10, v50])[keep], classes, vecs, [p.wnid for p in photos]
+        )
+        rep.sound_photo = per
+        if "mean" in per:
+            rep.open_world["sound->photo MRR (mean over ESC classes)"] = per["mean"]["mrr"]
+            rep.open_world["sound->photo MRR, chance"] = per["mean"]["chance mrr"]
+            rep.open_world["sound->photo R@10 (mean over ESC classes)"] = per["mean"]["r@10"]
+            rep.open_world["sound->photo R@10, chance"] = per["mean"]["chance r@10"]
+    names10 = {c: [c] + ([ESC10_TO_ESC50[c]] if ESC10_TO_ESC50[c] != c else [])
+               for c in ESC10_TO_ESC50}  # fmt: skip
+    rep.open_world["ESC-10 fold 5 words->sound R@1"] = ow.words_to_sound_r1(
+        model, v10, [c.label for c in e10], names10
+    )
+    rep.open_world["ESC-50 eval words->sound R@1"] = ow.words_to_sound_r1(
+        model, v50, [c.label for c in e50], {n: [n] for n in esc50_names()}
+    )
 
 
 @torch.inference_mode()

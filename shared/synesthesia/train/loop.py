@@ -17,7 +17,12 @@ from synesthesia.models.minilm.preprocess import window_frames
 from synesthesia.models.minilm.stems import AudioStem, ImageStem
 from synesthesia.models.minilm.weights import load_backbone
 from synesthesia.train.anchors import attach_training_anchors
-from synesthesia.train.augment import augment_fbank, augment_images, normalise_images
+from synesthesia.train.augment import (
+    augment_fbank,
+    augment_images,
+    normalise_images,
+    random_resized_crop,
+)
 from synesthesia.train.config import Stage, TrainConfig
 from synesthesia.train.sets import TrainSet, audio_set, image_set
 
@@ -70,18 +75,37 @@ def init_audio_stem_from_image(audio: AudioStem, image: ImageStem) -> None:
     audio.body.load_state_dict(source)
 
 
+def init_tower(tower: torch.nn.Module, weights: str, modality: str) -> None:
+    """Load ``modality``'s trained tower from the towers file ``weights`` (``init_from``); the
+    architecture must match (the image size may differ: the stem serves any size)."""
+    from synesthesia.models.minilm.weights import load_model
+
+    source = getattr(load_model(weights, (modality,))[0], modality)
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("anchors.")}
+    tower.load_state_dict(state)
+
+
 def ckpt_path(run_dir: Path, modality: str) -> Path:
     return run_dir / f"{modality}.ckpt.pt"
 
 
 def _batch_image(
-    ts: TrainSet, idx: torch.Tensor, model: SynesthesiaMiniLM, gen: torch.Generator
+    ts: TrainSet, idx: torch.Tensor, model: SynesthesiaMiniLM, gen: torch.Generator, stage: Stage
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's pictures (CIFAR-10 and drawings: zoom/shift crops; photos: random-resized
+    crops) at the model's image size, and their one-hot class targets."""
     assert ts.pixels is not None and model.image is not None
-    x = ts.pixels[idx].permute(0, 3, 1, 2).float() / 255.0
-    x = normalise_images(augment_images(x, gen), model.cfg.image.mean, model.cfg.image.std)
-    k = len(ts.bank.keys)
-    targets = F.one_hot(ts.labels[idx], k).float()
+    cfg = model.cfg.image
+    n = len(ts.pixels)
+    small, large = idx[idx < n], idx[idx >= n]
+    x = augment_images(ts.pixels[small].permute(0, 3, 1, 2).float() / 255.0, gen)
+    if len(large):
+        assert ts.photos is not None
+        px = ts.photos[large - n].permute(0, 3, 1, 2).float() / 255.0
+        x = torch.cat([x, random_resized_crop(px, gen, cfg.image_size, stage.photo_area)])
+        idx = torch.cat([small, large])
+    x = normalise_images(x, cfg.mean, cfg.std)
+    targets = ts.targets(idx)
     tokens, valid = model.image.stem(x)
     return model.image.pool(tokens, valid, model.backbone), targets
 
@@ -197,27 +221,56 @@ def train_tower(
 ) -> tuple[SynesthesiaMiniLM, list[float]]:
     """Train one tower to ``stage.steps``; returns the model and this call's per-step losses."""
     stage = cfg.stage(modality)
+    model, ts = prepare(cfg, modality, run_dir)
+    tower = getattr(model, modality)
+    params = [p for p in tower.parameters() if p.requires_grad]
+    opt = make_optimizer(tower, params, stage)
+    path = ckpt_path(run_dir, modality)
+    step = load_ckpt(path, tower, opt) if resume and path.is_file() else 0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    end = stage.steps if stop_at is None else min(stop_at, stage.steps)
+    losses: list[float] = []
+    tower.train()
+    with StepLog(run_dir / f"{modality}.log.jsonl", stage, step, modality, progress) as log:
+        while step < end:
+            losses.append(train_step(model, modality, ts, opt, params, cfg, step))
+            step += 1
+            log.record(step, losses)
+            if step % stage.ckpt_every == 0 or step == end:
+                save_ckpt(path, tower, opt, step)
+    tower.eval()
+    return model, losses
+
+
+def prepare(cfg: TrainConfig, modality: str, run_dir: Path) -> tuple[SynesthesiaMiniLM, TrainSet]:
+    """The seeded network with its tower initialised as the stage asks (fresh, ``init_from`` a
+    towers file, or the audio stem from the trained image stem) and the training set."""
+    stage = cfg.stage(modality)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, (modality,))
     tower = getattr(model, modality)
     if stage.through_anchors:
         attach_training_anchors(model, cfg, modality)
+    if stage.init_from:
+        init_tower(tower, stage.init_from, modality)
     if modality == "image":
-        ts = image_set(
-            model, cfg.model.image, stage.tux_share, stage.limit, cfg.seed, stage.gallery
-        )
-    else:
-        bind = stage.picture_weight > 0 or stage.picture_ce > 0 or stage.own_ce > 0
-        pictures = picture_model(cfg, run_dir) if bind or stage.init_from_image else None
-        if stage.init_from_image:
-            assert pictures is not None and pictures.image is not None
-            audio_stem, image_stem = tower.stem, pictures.image.stem
-            assert isinstance(audio_stem, AudioStem) and isinstance(image_stem, ImageStem)
-            init_audio_stem_from_image(audio_stem, image_stem)
-        ts = audio_set(model, cfg.model.audio, stage, cfg.seed, pictures if bind else None)
-    params = [p for p in tower.parameters() if p.requires_grad]
-    # [stem body, the rest] with their own learning-rate factors, when they differ (checkpoints
-    # of one-factor runs keep their two groups: matrices with weight decay, the rest without)
+        return model, image_set(model, cfg.model.image, stage, cfg.seed)
+    bind = stage.picture_weight > 0 or stage.picture_ce > 0 or stage.own_ce > 0
+    pictures = picture_model(cfg, run_dir) if bind or stage.init_from_image else None
+    if stage.init_from_image:
+        assert pictures is not None and pictures.image is not None
+        audio_stem, image_stem = tower.stem, pictures.image.stem
+        assert isinstance(audio_stem, AudioStem) and isinstance(image_stem, ImageStem)
+        init_audio_stem_from_image(audio_stem, image_stem)
+    return model, audio_set(model, cfg.model.audio, stage, cfg.seed, pictures if bind else None)
+
+
+def make_optimizer(
+    tower: torch.nn.Module, params: list[torch.nn.Parameter], stage: Stage
+) -> torch.optim.Optimizer:
+    """AdamW over [stem body, the rest] with their own learning-rate factors when they differ
+    (checkpoints of one-factor runs keep their two groups: matrices with weight decay, the rest
+    without)."""
     stem = tower.stem
     assert isinstance(stem, (AudioStem, ImageStem))
     body = {id(p) for p in stem.body.parameters()}
@@ -234,53 +287,74 @@ def train_tower(
              "lr_scale": scale},
             {"params": [p for p in ps if p.ndim < 2], "weight_decay": 0.0, "lr_scale": scale},
         ]  # fmt: skip
-    opt = torch.optim.AdamW(groups, lr=stage.lr)
-    step = 0
-    path = ckpt_path(run_dir, modality)
-    if resume and path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        missing, unexpected = tower.load_state_dict(state["tower"], strict=False)
-        if unexpected or any(not k.startswith("anchors.") for k in missing):  # see save_ckpt
-            raise RuntimeError(f"{path} does not match the tower: {missing} {unexpected}")
-        opt.load_state_dict(state["opt"])
-        step = int(state["step"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = (run_dir / f"{modality}.log.jsonl").open("a")
-    losses: list[float] = []
-    tower.train()
-    bar = tqdm(total=stage.steps, initial=step, desc=f"train {modality}", disable=not progress)
-    t0 = time.perf_counter()
-    end = stage.steps if stop_at is None else min(stop_at, stage.steps)
-    while step < end:
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        idx = torch.multinomial(ts.weights, stage.batch, replacement=True, generator=gen)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, stage) * g.get("lr_scale", 1.0)
-        if modality == "image":
-            out, targets = _batch_image(ts, idx, model, gen)
-        else:
-            out, targets = _batch_audio(ts, idx, model, gen, stage)
-        loss = contrastive_loss(out, targets, ts, gen, stage)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        step += 1
-        losses.append(float(loss.detach()))
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if step % 25 == 0 or step == stage.steps:
-            rec = {"step": step, "loss": sum(losses[-25:]) / len(losses[-25:]),
-                   "lr": lr_at(step - 1, stage),
-                   "sec": round(time.perf_counter() - t0, 1)}  # fmt: skip
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-        if step % stage.ckpt_every == 0 or step == end:
-            save_ckpt(path, tower, opt, step)
-    bar.close()
-    log.close()
-    tower.eval()
-    return model, losses
+    return torch.optim.AdamW(groups, lr=stage.lr)
+
+
+def train_step(
+    model: SynesthesiaMiniLM,
+    modality: str,
+    ts: TrainSet,
+    opt: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    cfg: TrainConfig,
+    step: int,
+) -> float:
+    """One optimisation step on the batch drawn for ``step`` (seeded per step, so a resumed run
+    draws exactly the batches a straight run would); returns its loss."""
+    stage = cfg.stage(modality)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    idx = torch.multinomial(ts.weights, stage.batch, replacement=True, generator=gen)
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, stage) * g.get("lr_scale", 1.0)
+    if modality == "image":
+        out, targets = _batch_image(ts, idx, model, gen, stage)
+    else:
+        out, targets = _batch_audio(ts, idx, model, gen, stage)
+    loss = contrastive_loss(out, targets, ts, gen, stage)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 5.0)
+    opt.step()
+    return float(loss.detach())
+
+
+class StepLog:
+    """The progress bar and the run's ``<modality>.log.jsonl`` (mean loss every 25 steps)."""
+
+    def __init__(self, path: Path, stage: Stage, step: int, modality: str, progress: bool) -> None:
+        self.path, self.stage = path, stage
+        self.bar = tqdm(total=stage.steps, initial=step, desc=f"train {modality}",
+                        disable=not progress)  # fmt: skip
+        self.t0 = time.perf_counter()
+
+    def __enter__(self) -> StepLog:
+        self.file = self.path.open("a")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+        self.file.close()
+
+    def record(self, step: int, losses: list[float]) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if step % 25 == 0 or step == self.stage.steps:
+            recent = losses[-25:]
+            rec = {"step": step, "loss": sum(recent) / len(recent),
+                   "lr": lr_at(step - 1, self.stage),
+                   "sec": round(time.perf_counter() - self.t0, 1)}  # fmt: skip
+            self.file.write(json.dumps(rec) + "\n")
+            self.file.flush()
+
+
+def load_ckpt(path: Path, tower: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
+    """Resume ``tower`` and ``opt`` from a checkpoint; returns its step."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = tower.load_state_dict(state["tower"], strict=False)
+    if unexpected or any(not k.startswith("anchors.") for k in missing):  # see save_ckpt
+        raise RuntimeError(f"{path} does not match the tower: {missing} {unexpected}")
+    opt.load_state_dict(state["opt"])
+    return int(state["step"])
 
 
 def save_ckpt(path: Path, tower: torch.nn.Module, opt: torch.optim.Optimizer, step: int) -> None:
@@ -295,7 +369,7 @@ def soup_state(cfg: TrainConfig, runs: list[Path], modality: str) -> dict[str, t
     """The uniform average of the ``modality`` checkpoints of ``runs`` (a "model soup"): draws
     of one recipe that differ only in their seed. Their towers start from the same trained stem
     (``init_from_image``), so their weights average into one tower that is better than each,
-    at the cost of one (docs/model-card.md, "Fifth round")."""
+    at the cost of one (docs/model-history.md, "model soup")."""
     states = []
     for run in runs:
         other = TrainConfig.load(run / "config.json")

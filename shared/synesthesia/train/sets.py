@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from synesthesia.models.minilm.model import SynesthesiaMiniLM
 from synesthesia.models.minilm.preprocess import image_to_tensor, log_mel
 from synesthesia.train import data
 from synesthesia.train.config import Stage
+from synesthesia.train.openworld import Photo, imagenet_photos, split_wnids
 from synesthesia.train.texts import (
     AUDIO_TEMPLATES,
     ESC10_TO_ESC50,
@@ -24,6 +26,7 @@ from synesthesia.train.texts import (
     build_bank,
     caption_name,
 )
+from synesthesia.train.wordnet import class_texts, hypernym_chain, load_nouns
 
 CIFAR_NAMES = {
     "airplane": ["airplane", "plane"], "automobile": ["automobile", "car"], "bird": ["bird"],
@@ -52,6 +55,23 @@ class TrainSet:
     labels: torch.Tensor  # [N] class index into the bank
     weights: torch.Tensor  # [N] sampling weight (class-balanced)
     pixels: torch.Tensor | None = None  # images: uint8 [N, S, S, 3]
+    # images: uint8 [P, R, R, 3] real photos (R > S: random-resized crops), items N.. N+P-1
+    photos: torch.Tensor | None = None
+    # [N] a second class an item also belongs to, half and half (-1: none): a photo of a
+    # "bullfrog" is also a "frog"
+    parents: torch.Tensor | None = None
+
+    def targets(self, idx: torch.Tensor) -> torch.Tensor:
+        """[B, K] soft class targets of items ``idx``."""
+        k = len(self.bank.keys)
+        out = F.one_hot(self.labels[idx], k).float()
+        if self.parents is not None:
+            par = self.parents[idx]
+            has = par >= 0
+            out[has] *= 0.5
+            out[has] += 0.5 * F.one_hot(par[has], k).float()
+        return out
+
     fbanks: list[torch.Tensor] | None = None  # audio: normalised log-mel [T_i, M] per clip
     pictures: Pictures | None = None  # audio: what each clip looks like (binding to pictures)
 
@@ -85,25 +105,23 @@ def _subset(n: int, limit: int | None, seed: int) -> np.ndarray:
     return idx
 
 
-def image_set(
-    model: SynesthesiaMiniLM,
-    cfg: ImageCfg,
-    tux_share: float,
-    limit: int | None,
-    seed: int,
-    gallery: bool = False,
-) -> TrainSet:
+def image_set(model: SynesthesiaMiniLM, cfg: ImageCfg, stage: Stage, seed: int) -> TrainSet:
+    """CIFAR-10 train (+ Tux Paint pictures, ``tux_share`` of the draws; + the gallery) and,
+    with ``stage.imagenet``, the ImageNet sample's photos of training classes."""
     x, y = data.load_cifar("train")
-    keep = _subset(len(y), limit, seed)
-    x, y = x[keep], y[keep]
+    keep = _subset(len(y), stage.limit, seed)
+    x, y = resize_pixels(x[keep], cfg.image_size), y[keep]
     classes = {k: list(v) for k, v in CIFAR_NAMES.items()}
     captions: dict[str, list[str]] = {}
     synonyms = {n: k for k, names in CIFAR_NAMES.items() for n in names}
+    banned = held_out_names(stage) if stage.imagenet else set()
     tux_px, tux_lab = [], []
     mean, std = np.asarray(cfg.mean), np.asarray(cfg.std)
-    items = data.tux_items(held_out=False) + (data.gallery_pictures() if gallery else [])
+    items = data.tux_items(held_out=False) + (data.gallery_pictures() if stage.gallery else [])
     for item in items:
         name = caption_name(item.caption)
+        if name in banned:  # a picture named like an unseen (eval / validation) class
+            continue
         key = synonyms.get(name, name)
         classes.setdefault(key, [name])
         captions.setdefault(key, []).append(item.caption)
@@ -111,13 +129,105 @@ def image_set(
         px = np.rint((np.moveaxis(t, 0, -1) * std + mean) * 255).clip(0, 255).astype(np.uint8)
         tux_px.append(px)
         tux_lab.append(list(classes).index(key))
+    photo_px, photo_lab, photo_parent = [], [], []
+    if stage.imagenet:
+        known = {n.lower(): k for k, names in classes.items() for n in names}
+        for photo, names, caps, ancestors in imagenet_classes(stage, seed, banned):
+            # a class the bank has under a name (a gallery "goldfish") is that class; a kind of
+            # a class in the bank ("bullfrog": a frog) is also half that class, never its rival
+            same = [known[n.lower()] for n in names if n.lower() in known]
+            key = same[0] if same else f"imagenet:{photo.wnid}"
+            classes[key] = list(dict.fromkeys(classes.get(key, []) + names))
+            captions[key] = captions.get(key, []) + caps
+            parent = next((known[a.lower()] for a in ancestors if a.lower() in known), None)
+            photo_px.append(photo_pixels(photo, 2 * cfg.image_size))
+            photo_lab.append(list(classes).index(key))
+            photo_parent.append(-1 if parent in (None, key) else list(classes).index(parent))
     bank = build_bank(model, classes, IMAGE_TEMPLATES, captions)
-    labels = np.concatenate([y, np.asarray(tux_lab, dtype=np.int64)])
-    source = np.concatenate([np.zeros(len(y)), np.ones(len(tux_lab))])
-    # CIFAR is balanced; Tux Paint pictures get ``tux_share`` of the draws in total
-    share = np.where(source == 1, tux_share / max(1, len(tux_lab)), (1 - tux_share) / len(y))
+    labels = np.concatenate([y, np.asarray(tux_lab + photo_lab, dtype=np.int64)])
+    # CIFAR is balanced; Tux Paint pictures get ``tux_share`` of the draws in total, photos
+    # ``imagenet_share``
+    n_tux, n_photo = len(tux_lab), len(photo_lab)
+    photo_share = stage.imagenet_share if n_photo else 0.0
+    share = np.concatenate([
+        np.full(len(y), (1 - stage.tux_share - photo_share) / len(y)),
+        np.full(n_tux, stage.tux_share / max(1, n_tux)),
+        np.full(n_photo, photo_share / max(1, n_photo)),
+    ])  # fmt: skip
     pixels = torch.from_numpy(np.concatenate([x, np.stack(tux_px)]))
-    return TrainSet(bank, torch.from_numpy(labels), torch.from_numpy(share / share.sum()), pixels)
+    photos = torch.from_numpy(np.stack(photo_px)) if photo_px else None
+    parents = np.full(len(labels), -1, dtype=np.int64)
+    parents[len(labels) - n_photo :] = photo_parent
+    return TrainSet(
+        bank, torch.from_numpy(labels), torch.from_numpy(share / share.sum()), pixels,
+        photos=photos, parents=torch.from_numpy(parents) if n_photo else None,
+    )  # fmt: skip
+
+
+def resize_pixels(x: np.ndarray, size: int, chunk: int = 2000) -> np.ndarray:
+    """uint8 [N, s, s, 3] -> [N, size, size, 3], bicubic (as serving resizes a small picture);
+    unchanged when ``s == size``."""
+    if x.shape[1] == size:
+        return x
+    out = []
+    for i in range(0, len(x), chunk):
+        t = torch.from_numpy(x[i : i + chunk]).permute(0, 3, 1, 2).float()
+        t = F.interpolate(t, size=size, mode="bicubic", align_corners=False)
+        out.append(t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
+def photo_pixels(photo: Photo, side: int) -> np.ndarray:
+    """uint8 [side, side, 3]: serving's view of a photo (shorter side resized, centre crop) at
+    ``side`` px, for random-resized crops down to the model's size."""
+    c = dataclasses.replace(ImageCfg(), image_size=side, mean=(0.0,) * 3, std=(1.0,) * 3)
+    t = image_to_tensor(data.load_picture(photo.path), c).numpy()
+    return np.rint(np.moveaxis(t, 0, -1) * 255).clip(0, 255).astype(np.uint8)
+
+
+def held_out_names(stage: Stage) -> set[str]:
+    """Lower-case names never trained on while ImageNet photos are: the manifest labels of the
+    unseen classes (eval, and validation when training on ``fit``) and, with ``wordnet``, all
+    their WordNet synonyms."""
+    unseen = set(split_wnids("eval"))
+    if stage.imagenet == "fit":
+        unseen |= set(split_wnids("val"))
+    names = {p.label.lower() for p in imagenet_photos() if p.wnid in unseen}
+    if stage.wordnet:
+        nouns = load_nouns()
+        names |= {w.lower() for wnid in unseen for w in nouns[wnid[1:]].words}
+    return names
+
+
+def imagenet_classes(
+    stage: Stage, seed: int, banned: set[str]
+) -> list[tuple[Photo, list[str], list[str], list[str]]]:
+    """(photo, names, captions, ancestors) of each training class of ``stage.imagenet``; the
+    first ``imagenet_concepts`` of a seeded order. Names: the manifest label (+ WordNet
+    synonyms); captions: WordNet's gloss and hypernyms (``wordnet.class_texts``); ancestors:
+    the words of its hypernyms, nearest first (without WordNet: none)."""
+    assert stage.imagenet is not None
+    wanted = split_wnids(stage.imagenet)
+    order = np.random.default_rng(seed).permutation(len(wanted))
+    wanted = [wanted[i] for i in order[: stage.imagenet_concepts]]
+    by_wnid = {p.wnid: p for p in imagenet_photos()}
+    nouns = load_nouns() if stage.wordnet else None
+    cifar = {n for names in CIFAR_NAMES.values() for n in names}
+    out = []
+    for wnid in sorted(wanted):
+        photo = by_wnid[wnid]
+        names = [photo.label] if photo.label.lower() not in banned else []
+        caps: list[str] = []
+        ancestors: list[str] = []
+        if nouns is not None:
+            more, caps = class_texts(nouns, wnid, banned)
+            names += [n for n in more if n.lower() != photo.label.lower()]
+            chain = hypernym_chain(nouns, wnid[1:], 12)
+            ancestors = [w for off in chain for w in nouns[off].words if w.lower() not in banned]
+        names = [n for n in names if n.lower() not in cifar]  # ("plane", the tool)
+        if names:  # (a label shared with an unseen class, e.g. "crane", and no other name)
+            out.append((photo, names, caps, ancestors))
+    return out
 
 
 def audio_key(clip: data.Clip, esc50_names: set[str]) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,26 +95,38 @@ class ClassBank:
 
 @torch.inference_mode()
 def embed_texts(model: SynesthesiaMiniLM, texts: Sequence[str], batch: int = 128) -> torch.Tensor:
-    """MiniLM sentence embeddings (the model's own, untouched ``encode_text``), cached on disk."""
+    """MiniLM sentence embeddings (the model's own, untouched ``encode_text``), cached on disk:
+    per list, and per text (``text/store.npz``, so that banks sharing most of their texts only
+    embed the new ones)."""
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     cached = cache_dir() / "text" / f"{digest}.npy"
     if cached.is_file():
         return torch.from_numpy(np.load(cached))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    store_path = cached.parent / "store.npz"
+    store: dict[str, np.ndarray] = {}
+    if store_path.is_file():
+        z = np.load(store_path)
+        store = dict(zip(z["texts"].tolist(), z["emb"], strict=True))
+    missing = sorted({t for t in texts if t not in store}, key=len)  # similar lengths batch well
     tok = load_tokenizer(model.cfg.text.max_tokens)
-    out = []
-    for i in range(0, len(texts), batch):
-        encs = tok.encode_batch(list(texts[i : i + batch]))
+    for i in range(0, len(missing), batch):
+        chunk = missing[i : i + batch]
+        encs = tok.encode_batch(chunk)
         n = max(len(e.ids) for e in encs)
         ids = torch.zeros(len(encs), n, dtype=torch.long)
         valid = torch.zeros(len(encs), n, dtype=torch.bool)
         for j, e in enumerate(encs):
             ids[j, : len(e.ids)] = torch.tensor(e.ids)
             valid[j, : len(e.ids)] = True
-        out.append(model.encode_text(ids, valid))
-    emb = torch.cat(out)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cached, emb.numpy())
-    return emb
+        store.update(zip(chunk, model.encode_text(ids, valid).numpy(), strict=True))
+    if missing:
+        tmp = store_path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, texts=np.asarray(list(store)), emb=np.stack(list(store.values())))
+        tmp.replace(store_path)
+    emb = np.stack([store[t] for t in texts]) if texts else np.zeros((0, model.cfg.dim), "f4")
+    np.save(cached, emb)
+    return torch.from_numpy(emb)
 
 
 def build_bank(

@@ -3,7 +3,7 @@ names and accepts token embeddings (``inputs_embeds``) from any modality's token
 
 Written here (rather than borrowed from transformers) so the backbone is small, uses fused
 ``scaled_dot_product_attention`` and has no dependency on a fast-moving library's internals.
-tests/unit/test_minilm_text.py checks it against sentence-transformers.
+tests/unit/test_minilm.py checks it against sentence-transformers.
 """
 
 from __future__ import annotations

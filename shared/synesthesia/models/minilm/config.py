@@ -21,9 +21,9 @@ TOWER_MODES = ("backbone", "hybrid", "stem", "own")
 # of text vectors A (all-MiniLM-L6-v2 embeddings of a vocabulary, stored with the tower):
 #   p = normalise(softmax(z . A^T / anchor_tau) . A),   out = normalise(blend * z + (1 - blend) * p)
 # so that what the tower recognises lands where the words for it are, without the
-# modality-specific part of z that a small training set leaves behind (model card, "Third
-# round"). ``anchor_tau`` > 0 with ``anchors`` = 0 in a training config asks the export to
-# attach the training vocabulary; 0 = no anchors.
+# modality-specific part of z that a small training set leaves behind
+# (docs/model-history.md, "text anchors"). ``anchor_tau`` > 0 with ``anchors`` = 0 in a
+# training config asks the export to attach the training vocabulary; 0 = no anchors.
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,6 @@ class MiniLMConfig:
 
         def build(kind: Any, values: dict[str, Any]) -> Any:
             fields = kind.__dataclass_fields__
-            if "use_backbone" in values:  # files written before tower modes existed
-                values = dict(values)
-                values.setdefault("mode", "backbone" if values.pop("use_backbone") else "stem")
             unknown = set(values) - set(fields)
             if unknown:
                 raise ValueError(

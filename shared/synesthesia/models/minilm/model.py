@@ -8,8 +8,6 @@ Image and audio towers choose how their tokens use the backbone (``config.TOWER_
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -142,30 +140,20 @@ class SynesthesiaMiniLM(nn.Module):
         return self.image.embed(tokens, valid, self.backbone)
 
     def encode_audio(self, fbank: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """One vector per window [W, dim] (callers average windows of one clip)."""
-        tower = self.audio
-        assert tower is not None, "audio weights not loaded"
-
-        def embed(fb: torch.Tensor, fr: torch.Tensor) -> torch.Tensor:
-            tokens, valid = tower.stem(fb, fr)
-            return tower.embed(tokens, valid, self.backbone)
-
-        return self.read_out_audio(fbank, frames, embed)
-
-    def read_out_audio(
-        self,
-        fbank: torch.Tensor,
-        frames: torch.Tensor,
-        embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
-        """The audio read-out around ``embed`` (log-mel windows -> unit vectors): each window,
+        """One vector per window [W, dim] (callers average windows of one clip); each window is
         averaged with its busiest excerpt's vector where ``busy_view_seconds`` asks for one."""
         cfg = self.cfg.audio
         if cfg.busy_view_seconds <= 0:
-            return embed(fbank, frames)
+            return self._embed_windows(fbank, frames)
         size = max(1, round(cfg.busy_view_seconds * 1000 / cfg.frame_shift_ms))
         busy, kept = busiest_excerpts(fbank, frames, size)
         # two batches: the excerpts are short, and the stem skips padding past a batch's longest
-        whole, excerpt = embed(fbank, frames), embed(busy, kept)
+        whole, excerpt = self._embed_windows(fbank, frames), self._embed_windows(busy, kept)
         w = cfg.busy_view_weight
         return F.normalize(w * whole + (1.0 - w) * excerpt, dim=-1)
+
+    def _embed_windows(self, fbank: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        tower = self.audio
+        assert tower is not None, "audio weights not loaded"
+        tokens, valid = tower.stem(fbank, frames)
+        return tower.embed(tokens, valid, self.backbone)

@@ -2,7 +2,7 @@
 text-anchor head and its busiest-excerpt view, each off and on, and a small grid around the
 shipped settings.
 
-    .venv/bin/python bench/bench_audio_head.py [WEIGHTS] [--gallery]
+    .venv/bin/python bench/research/bench_audio_head.py [WEIGHTS] [--gallery]
 
 Loads a towers file whose audio tower has a text-anchor head, prints the cost of one 5 s window
 (one torch thread) with each part off and on, then one markdown row per setting: the metrics of

@@ -3,7 +3,7 @@ round"). A linear probe on frozen conv features: each ESC-10 clip's log-mel wind
 a conv body (read as one-channel pictures), the feature map's channel means and maxima are
 averaged over windows, and a logistic regression fitted on folds 1-4 is scored on fold 5.
 
-    .venv/bin/python bench/bench_stem_transfer.py [WEIGHTS]
+    .venv/bin/python bench/research/bench_stem_transfer.py [WEIGHTS]
 
 Bodies compared (the same network where they can be):
 - ``random``: the image stem's layout, freshly initialised;

@@ -1,6 +1,6 @@
 """Equal-budget design comparison of the image/audio towers (docs/model-card.md's table).
 
-    .venv/bin/python bench/bench_train_designs.py image stem 600 '{"blocks_per_stage": 2}'
+    .venv/bin/python bench/research/bench_train_designs.py image stem 600 '{"blocks_per_stage": 2}'
 
 trains one tower for N steps on this CPU (1 thread), evaluates it and appends a JSON line to
 runs/designs.jsonl; ``bench_train_designs.py table`` prints them as a markdown table.
