@@ -4,9 +4,10 @@
 #   docker build -t synesthesia .                       # text, image, audio, search
 #   docker build -t synesthesia-ray --build-arg EXTRAS=ray .   # + Ray Serve (`serve ray`)
 #   docker build -t synesthesia-cpu --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu .
-# The default image takes PyTorch from PyPI (a CUDA build, ~7 GB installed); TORCH_INDEX_URL
-# installs the same torch/torchvision/torchaudio versions from PyTorch's CPU-only wheel index
-# first (~1 GB), and PyPI provides the rest. The base image is pinned to an exact version tag;
+# The default image takes PyTorch from PyPI (a CUDA build: the service's runtime tree is 66
+# distributions, 7.1 GB installed); TORCH_INDEX_URL installs the same torch/torchvision/
+# torchaudio versions from PyTorch's CPU-only wheel index first (estimated 50 distributions,
+# 1.2 GB), and PyPI provides the rest (bench/bench_install_size.py). The base image is pinned to an exact version tag;
 # to pin it by digest too: --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>
 # (`docker buildx imagetools inspect python:3.11.14-slim-bookworm` prints the digest).
 
