@@ -23,6 +23,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ray-tls-ingress": {"tls": {"enabled": True, "mode": "ingress"}},
     "ray-tls-sidecar": {"tls": {"enabled": True, "mode": "sidecar"}},
     "standalone": {"mode": "standalone"},
+    "standalone-secure": {
+        "mode": "standalone",
+        "standalone": {
+            "insecure": False,
+            "security": {
+                "tlsSecret": "syn-tls",
+                "tokensSecret": "syn-tokens",
+                "clientTokenSecret": "syn-client-token",
+            },
+        },
+    },
 }
 
 
@@ -346,3 +357,39 @@ def test_helm_test_hook_command_passes_against_a_real_encoder() -> None:
     )
     nothing = nothing.replace("--timeout 120", "--timeout 2")
     assert subprocess.run(["sh", "-c", nothing], env=env, capture_output=True).returncode != 0
+
+
+def test_the_secure_standalone_variant_wires_tls_and_tokens_everywhere() -> None:
+    """Every server gets TLS (mTLS), the tokens file and no insecure flag; the search service
+    calls the encoders with the certificate and the client token; probes and `helm test` speak
+    TLS through the image's health check; the settings named are real ones."""
+    from synesthesia.services.encoder.settings import EncoderSettings
+    from synesthesia.services.search.settings import SearchSettings
+
+    docs = render(VARIANTS["standalone-secure"])
+    client = {
+        "SYNESTHESIA_CLIENT_TLS_CA",
+        "SYNESTHESIA_CLIENT_TLS_CERT",
+        "SYNESTHESIA_CLIENT_TLS_KEY",
+    }
+    for dep in by_kind(docs, "Deployment"):
+        name = dep["metadata"]["name"].rsplit("-", 1)[1]
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+        assert "SYNESTHESIA_INSECURE" not in env
+        assert env["SYNESTHESIA_TLS_CERT"] == "/certs/tls.crt"
+        assert env["SYNESTHESIA_TLS_CLIENT_CA"] == "/certs/ca.crt"
+        assert env["SYNESTHESIA_TOKENS_FILE"] == "/secrets/tokens.txt"
+        cls = SearchSettings if name == "search" else EncoderSettings
+        known = {f"SYNESTHESIA_{n.upper()}" for n in cls.model_fields} | client
+        known |= {"SYNESTHESIA_TOKEN"}
+        assert set(env) <= known, sorted(set(env) - known)
+        if name == "search":
+            assert env["SYNESTHESIA_ENCODER_TLS_CA"] == "/certs/ca.crt"
+            assert env["SYNESTHESIA_ENCODER_TOKEN"]["secretKeyRef"]["name"] == "syn-client-token"
+        assert "exec" in c["startupProbe"] and "grpc" not in c["readinessProbe"]
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        assert {"/certs", "/secrets"} <= mounts
+    (pod,) = by_kind(docs, "Pod")
+    env = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
+    assert client | {"SYNESTHESIA_TOKEN"} <= env

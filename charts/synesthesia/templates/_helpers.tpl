@@ -53,3 +53,53 @@ added: (dict "resources" ... "gpus" N "gpuResource" "nvidia.com/gpu"). */}}
 {{- end -}}
 {{- toYaml $res -}}
 {{- end -}}
+
+{{/* Environment of a standalone server for standalone.security: TLS from /certs, tokens from
+/secrets; the client side (health checks, the search service calling the encoders) trusts the
+same CA and presents the same certificate and the client token. (dict "sec" ... "search" bool) */}}
+{{- define "synesthesia.securityEnv" -}}
+{{- $sec := .sec -}}
+{{- if $sec.tlsSecret }}
+- {name: SYNESTHESIA_TLS_CERT, value: /certs/tls.crt}
+- {name: SYNESTHESIA_TLS_KEY, value: /certs/tls.key}
+{{- if $sec.mutualTls }}
+- {name: SYNESTHESIA_TLS_CLIENT_CA, value: /certs/ca.crt}
+{{- end }}
+- {name: SYNESTHESIA_CLIENT_TLS_CA, value: /certs/ca.crt}
+- {name: SYNESTHESIA_CLIENT_TLS_CERT, value: /certs/tls.crt}
+- {name: SYNESTHESIA_CLIENT_TLS_KEY, value: /certs/tls.key}
+{{- if .search }}
+- {name: SYNESTHESIA_ENCODER_TLS_CA, value: /certs/ca.crt}
+- {name: SYNESTHESIA_ENCODER_TLS_CERT, value: /certs/tls.crt}
+- {name: SYNESTHESIA_ENCODER_TLS_KEY, value: /certs/tls.key}
+{{- end }}
+{{- end }}
+{{- if $sec.tokensSecret }}
+- {name: SYNESTHESIA_TOKENS_FILE, value: /secrets/tokens.txt}
+{{- end }}
+{{- if $sec.clientTokenSecret }}
+- name: {{ if .search }}SYNESTHESIA_ENCODER_TOKEN{{ else }}SYNESTHESIA_TOKEN{{ end }}
+  valueFrom:
+    secretKeyRef: {name: {{ $sec.clientTokenSecret }}, key: token}
+{{- end }}
+{{- end -}}
+
+{{- define "synesthesia.securityMounts" -}}
+{{- if .tlsSecret }}
+- {name: certs, mountPath: /certs, readOnly: true}
+{{- end }}
+{{- if .tokensSecret }}
+- {name: tokens, mountPath: /secrets, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "synesthesia.securityVolumes" -}}
+{{- if .tlsSecret }}
+- name: certs
+  secret: {secretName: {{ .tlsSecret }}}
+{{- end }}
+{{- if .tokensSecret }}
+- name: tokens
+  secret: {secretName: {{ .tokensSecret }}}
+{{- end }}
+{{- end -}}
