@@ -1,4 +1,4 @@
-"""What the audio tower's inference-time parts do (docs/model-card.md, "Third round"): its
+"""What the audio tower's inference-time parts do (docs/model-history.md, "Third round"): its
 text-anchor head and its busiest-excerpt view, each off and on, and a small grid around the
 shipped settings.
 

@@ -1,4 +1,4 @@
-"""Do the trained image stem's conv filters make good audio features? (docs/model-card.md, "Fifth
+"""Do the trained image stem's conv filters make good audio features? (docs/model-history.md, "Fifth
 round"). A linear probe on frozen conv features: each ESC-10 clip's log-mel windows go through
 a conv body (read as one-channel pictures), the feature map's channel means and maxima are
 averaged over windows, and a logistic regression fitted on folds 1-4 is scored on fold 5.

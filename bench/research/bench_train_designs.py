@@ -1,4 +1,4 @@
-"""Equal-budget design comparison of the image/audio towers (docs/model-card.md's table).
+"""Equal-budget design comparison of the image/audio towers (docs/model-history.md, "Short runs").
 
     .venv/bin/python bench/research/bench_train_designs.py image stem 600 '{"blocks_per_stage": 2}'
 
