@@ -16,15 +16,16 @@ Prometheus: ``synesthesia_in_flight`` (admitted RPCs now) and ``synesthesia_shed
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import grpc
 from grpc import aio
 from prometheus_client import Counter, Gauge
 
+from synesthesia.serving.handlers import around_calls
 from synesthesia.serving.security import OPEN_PREFIXES
 
 RETRY_AFTER_HEADER = "retry-after-ms"
@@ -114,44 +115,15 @@ class AdmissionInterceptor(aio.ServerInterceptor):
         method = details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        kw = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
 
-            async def unary(request: Any, context: aio.ServicerContext) -> Any:
-                if not self._enter(context):
-                    await self._refuse(context, method)
-                started = time.perf_counter()
-                try:
-                    return await inner(request, context)
-                finally:
-                    self._leave(started)
-
-            factory = (
-                grpc.unary_unary_rpc_method_handler
-                if handler.unary_unary
-                else grpc.stream_unary_rpc_method_handler
-            )
-            return factory(unary, **kw)
-
-        stream = handler.unary_stream or handler.stream_stream
-
-        async def streaming(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        @contextlib.asynccontextmanager
+        async def admitted(context: aio.ServicerContext) -> AsyncIterator[None]:
             if not self._enter(context):
                 await self._refuse(context, method)
             started = time.perf_counter()
             try:
-                async for reply in stream(request, context):
-                    yield reply
+                yield
             finally:
                 self._leave(started)
 
-        factory = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler
-        )
-        return factory(streaming, **kw)
+        return around_calls(handler, admitted)

@@ -18,6 +18,7 @@ from grpc import aio
 
 from synesthesia.errors import InvalidInput, SynesthesiaError
 from synesthesia.serving.context import REQUEST_ID_HEADER, new_request_id, request_id
+from synesthesia.serving.handlers import around_calls
 from synesthesia.serving.metrics import LATENCY, REQUESTS
 
 log = logging.getLogger(__name__)
@@ -121,41 +122,11 @@ class ServerInterceptor(aio.ServerInterceptor):
                 REQUESTS.labels(method, code.name).inc()
                 LATENCY.labels(method).observe(time.perf_counter() - start)
 
-        if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
-
-            async def unary(request: Any, context: aio.ServicerContext) -> Any:
-                async with observed(context):
-                    if handler.unary_unary:
-                        return await inner(_parsed(request), context)
-                    return await inner(_parsed_stream(request), context)
-
-            factory = (
-                grpc.unary_unary_rpc_method_handler
-                if handler.unary_unary
-                else grpc.stream_unary_rpc_method_handler
-            )
-            return factory(
-                unary,
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-
-        inner_stream = handler.unary_stream or handler.stream_stream
-
-        async def streaming(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-            async with observed(context):
-                requests = _parsed(request) if handler.unary_stream else _parsed_stream(request)
-                async for response in inner_stream(requests, context):
-                    yield response
-
-        factory = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler
-        )
-        return factory(
-            streaming,
+        return around_calls(
+            handler,
+            observed,
             request_deserializer=_tolerant(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
+            incoming=lambda request, streaming: (
+                _parsed_stream(request) if streaming else _parsed(request)
+            ),
         )

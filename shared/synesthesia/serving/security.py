@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -24,7 +25,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from typing import Any
 import grpc
 from grpc import aio
 from pydantic import BaseModel, Field
+
+from synesthesia.serving.handlers import around_calls
 
 log = logging.getLogger(__name__)
 
@@ -208,24 +211,14 @@ def authorize(
 
 
 def _rejecting(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> Any:
-    async def unary(request: Any, context: aio.ServicerContext) -> Any:
-        await context.abort(code, message)
+    """``handler``'s kind, answering every call with ``code`` before it runs."""
 
-    async def streaming(request: Any, context: aio.ServicerContext) -> Any:
+    @contextlib.asynccontextmanager
+    async def refused(context: aio.ServicerContext) -> AsyncIterator[None]:
         await context.abort(code, message)
-        yield  # pragma: no cover - makes this an async generator
+        yield  # pragma: no cover - abort raises
 
-    kw = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary, **kw)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary, **kw)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(streaming, **kw)
-    return grpc.stream_stream_rpc_method_handler(streaming, **kw)
+    return around_calls(handler, refused)
 
 
 class AuthInterceptor(aio.ServerInterceptor):
