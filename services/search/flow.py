@@ -323,18 +323,15 @@ class SearchFlow:
             check_id(request.id)
             hits = await self.store.query_by_id(request.collection, request.id, k, flt)
             return _hits(hits)
-        if kind == "vector":
-            vector = request.vector.values
-            model_id = request.vector.model_id or None
-            _check_query_model(spec, model_id)
-            as_vector(np.asarray(vector, np.float32), spec.dim, 0, "query")
+        if kind == "vector":  # checked like the rest before any encoder could be asked
+            _check_query_model(spec, request.vector.model_id or None)
+            q = as_vector(np.asarray(request.vector.values, np.float32), spec.dim, 0, "query")
         else:
             batch = await self.encoders.embed(
                 _QUERY_MODALITY[kind], [getattr(request, kind)], ["query"], deadline
             )
-            vector, model_id = batch.vectors[0], batch.model_id
-            _check_query_model(spec, model_id)
-        q = as_vector(np.asarray(vector, np.float32), spec.dim, 0, "query")
+            _check_query_model(spec, batch.model_id)
+            q = as_vector(batch.vectors[0], spec.dim, 0, "query")
         return _hits(await self.store.query(request.collection, q, k, flt))
 
     # -- classification ------------------------------------------------------------------------
