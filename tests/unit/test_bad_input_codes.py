@@ -9,23 +9,17 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
 from grpc import aio
 from synesthesia.errors import InvalidInput
 from synesthesia.index import IndexManager
 from synesthesia.index.types import validate_name
+from synesthesia.protoconv import dict_to_struct
 from synesthesia.services.search.flow import SearchFlow
 from synesthesia.services.search.store import LocalStore
 from synesthesia.serving.interceptors import ServerInterceptor
 from synesthesia.v1 import common_pb2, search_pb2
 
 NON_FINITE = [float("nan"), float("inf"), float("-inf")]
-
-
-def struct(d: dict) -> struct_pb2.Struct:
-    out = struct_pb2.Struct()
-    out.update(d)
-    return out
 
 
 class _NoEncoders:
@@ -57,7 +51,7 @@ def test_non_finite_metadata_names_the_item(flow, bad: float) -> None:  # type: 
         id="x",
         vector=search_pb2.Vector(values=[1.0, 0.0]),
         modality=common_pb2.MODALITY_IMAGE,
-        metadata=struct({"year": bad}),
+        metadata=dict_to_struct({"year": bad}),
     )
     with pytest.raises(InvalidInput, match=r"item 0 \(id 'x'\): metadata 'year' is .*finite"):
         asyncio.run(flow.upsert("c", [item], None))
@@ -66,11 +60,13 @@ def test_non_finite_metadata_names_the_item(flow, bad: float) -> None:  # type: 
 @pytest.mark.parametrize("bad", NON_FINITE)
 def test_non_finite_filter_is_invalid_argument(flow, bad: float) -> None:  # type: ignore[no-untyped-def]
     for flt in ({"metadata": {"year": {"gt": bad}}}, {"metadata": {"year": bad}}):
-        request = search_pb2.QueryRequest(collection="c", k=1, filter=struct(flt))
+        request = search_pb2.QueryRequest(collection="c", k=1, filter=dict_to_struct(flt))
         with pytest.raises(InvalidInput, match="finite"):
             flow.query_filter(request)
         with pytest.raises(InvalidInput, match="finite"):
-            asyncio.run(flow.delete(search_pb2.DeleteRequest(collection="c", filter=struct(flt))))
+            asyncio.run(
+                flow.delete(search_pb2.DeleteRequest(collection="c", filter=dict_to_struct(flt)))
+            )
 
 
 @pytest.mark.parametrize("name", ["c\n", "c ", " c", "c\t", "c\x00", "c\r\n", "\nc", "ç"])

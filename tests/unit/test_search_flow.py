@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from google.protobuf import struct_pb2
 from synesthesia.errors import FailedPrecondition, InvalidInput, NotFound
 from synesthesia.index import IndexManager
 from synesthesia.modality import Modality
-from synesthesia.protoconv import modality_to_proto
+from synesthesia.protoconv import dict_to_struct, modality_to_proto
 from synesthesia.services.search.flow import EncodedBatch, EncoderInfo, SearchFlow
 from synesthesia.services.search.store import LocalStore
 from synesthesia.v1 import search_pb2
@@ -60,21 +59,15 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
-def _struct(d: dict) -> struct_pb2.Struct:  # type: ignore[type-arg]
-    s = struct_pb2.Struct()
-    s.update(d)
-    return s
-
-
 @pytest.mark.parametrize(
     "changes, message",
     [
         ({"k": 0}, "k must be between"),
         ({"k": 100_000}, "k must be between"),
-        ({"filter": _struct({"approx": 1})}, "approx"),
-        ({"filter": _struct({"metadata": {"x": {"near": 1}}})}, "near"),
-        ({"filter": _struct({"modality": "smell"})}, "smell"),
-        ({"filter": _struct({"x": float("nan")})}, "finite"),
+        ({"filter": dict_to_struct({"approx": 1})}, "approx"),
+        ({"filter": dict_to_struct({"metadata": {"x": {"near": 1}}})}, "near"),
+        ({"filter": dict_to_struct({"modality": "smell"})}, "smell"),
+        ({"filter": dict_to_struct({"x": float("nan")})}, "finite"),
     ],
 )
 def test_a_bad_query_is_refused_before_the_encoder_is_called(
@@ -122,10 +115,15 @@ def _vector_item(item_id: str, dim: int = DIM) -> search_pb2.UpsertItem:
         (search_pb2.UpsertItem(id="e"), "no content"),
         (search_pb2.UpsertItem(id="m", data=b"x"), "modality is required"),
         (
-            search_pb2.UpsertItem(id="n", text="x", metadata=_struct({"score": float("inf")})),
+            search_pb2.UpsertItem(
+                id="n", text="x", metadata=dict_to_struct({"score": float("inf")})
+            ),
             "finite",
         ),
-        (search_pb2.UpsertItem(id="d", text="x", metadata=_struct({"a": {"b": 1}})), "string"),
+        (
+            search_pb2.UpsertItem(id="d", text="x", metadata=dict_to_struct({"a": {"b": 1}})),
+            "string",
+        ),
     ],
 )
 def test_a_bad_item_fails_the_upsert_before_any_embedding(
@@ -156,7 +154,9 @@ def test_media_and_vectors_are_written_together_and_found(
 ) -> None:
     f, enc = flow
     items = [
-        search_pb2.UpsertItem(id="t", text="a barking dog", metadata=_struct({"year": 2020})),
+        search_pb2.UpsertItem(
+            id="t", text="a barking dog", metadata=dict_to_struct({"year": 2020})
+        ),
         _vector_item("v"),
         search_pb2.UpsertItem(id="a", data=b"sound", modality=modality_to_proto(Modality.AUDIO)),
     ]

@@ -25,11 +25,11 @@ from synesthesia.client.types import (
     _labels,
     _query_request,
     _stored,
-    _struct,
     _upsert_requests,
 )
 from synesthesia.errors import NotFound
 from synesthesia.modality import Modality
+from synesthesia.protoconv import dict_to_struct
 from synesthesia.v1 import search_pb2, search_pb2_grpc
 
 #: Calls that must not be repeated blindly (retried only when the server shed them unrun).
@@ -134,7 +134,7 @@ class SearchClient(_SyncClient):
         """Deletes by ids or by a metadata filter; returns the ids deleted."""
         request = search_pb2.DeleteRequest(collection=collection, ids=list(ids))
         if filter:
-            request.filter.CopyFrom(_struct(filter))
+            request.filter.CopyFrom(dict_to_struct(filter))
         return list(self._call("Delete", request).ids)
 
     def query(
@@ -274,7 +274,7 @@ class AsyncSearchClient(_AsyncClient):
     ) -> list[str]:
         request = search_pb2.DeleteRequest(collection=collection, ids=list(ids))
         if filter:
-            request.filter.CopyFrom(_struct(filter))
+            request.filter.CopyFrom(dict_to_struct(filter))
         return list((await self._call("Delete", request)).ids)
 
     async def query(

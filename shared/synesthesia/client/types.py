@@ -8,12 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from google.protobuf import json_format, struct_pb2
 
 from synesthesia.client.inputs import Media, media_bytes
 from synesthesia.errors import InvalidInput
 from synesthesia.modality import Modality
-from synesthesia.protoconv import modality_from_proto, modality_to_proto
+from synesthesia.protoconv import (
+    dict_to_struct,
+    modality_from_proto,
+    modality_to_proto,
+    struct_to_dict,
+)
 from synesthesia.v1 import search_pb2
 
 _METRICS = {"ip": search_pb2.METRIC_IP, "l2": search_pb2.METRIC_L2}
@@ -93,7 +97,7 @@ class Item:
         given = [k for k in ("vector", "text", "data") if getattr(self, k) is not None]
         if len(given) != 1:
             raise InvalidInput(f"item {self.id!r}: give exactly one of vector, text or data")
-        item = search_pb2.UpsertItem(id=self.id, metadata=_struct(self.metadata))
+        item = search_pb2.UpsertItem(id=self.id, metadata=dict_to_struct(self.metadata))
         if self.modality is not None:
             item.modality = modality_to_proto(self.modality)
         elif self.text is None:
@@ -129,17 +133,6 @@ class Hit:
     metadata: dict[str, Any]
 
 
-def _struct(d: Mapping[str, Any] | None) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    if d:
-        s.update(dict(d))
-    return s
-
-
-def _dict(s: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(s)
-
-
 def _query_request(
     collection: str,
     k: int,
@@ -154,7 +147,7 @@ def _query_request(
     req = search_pb2.QueryRequest(collection=collection, k=k)
     req.modalities.extend(modality_to_proto(m) for m in modalities)
     if filter:
-        req.filter.CopyFrom(_struct(filter))
+        req.filter.CopyFrom(dict_to_struct(filter))
     if key == "vector":
         values = np.asarray(value, dtype=np.float32).ravel().tolist()
         req.vector.CopyFrom(search_pb2.Vector(values=values, model_id=model_id))
@@ -207,7 +200,7 @@ def _labels(reply: search_pb2.ClassifyResponse) -> list[LabelScore]:
 
 def _hits(reply: search_pb2.QueryResponse) -> list[Hit]:
     return [
-        Hit(h.id, float(h.score), modality_from_proto(h.modality), _dict(h.metadata))
+        Hit(h.id, float(h.score), modality_from_proto(h.modality), struct_to_dict(h.metadata))
         for h in reply.hits
     ]
 
@@ -218,7 +211,7 @@ def _stored(reply: search_pb2.GetResponse) -> list[StoredItem]:
             i.id,
             np.asarray(i.vector, dtype=np.float32),
             modality_from_proto(i.modality),
-            _dict(i.metadata),
+            struct_to_dict(i.metadata),
         )
         for i in reply.items
     ]
