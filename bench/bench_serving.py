@@ -27,10 +27,11 @@ import argparse
 import asyncio
 import gc
 import json
-import os
+import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
 from synesthesia.modality import Modality  # noqa: E402
+from synesthesia.models.device import available_cpus  # noqa: E402
 
 SENTENCES = [
     "a dog barking at the door",
@@ -65,99 +67,166 @@ def inputs(modality: Modality, n: int) -> list[str | bytes]:
 
 def build_embedder(model: str, modality: Modality, precision: str, batch: int):  # type: ignore[no-untyped-def]
     if model == "imagebind-huge":  # random weights in the huge configuration
-        from synesthesia.models.imagebind import IMAGEBIND_HUGE, create_imagebind
+        import torch
+        from synesthesia.models.imagebind import TOWER, ImageBindEmbedder
 
-        return create_imagebind(
-            "imagebind-huge", IMAGEBIND_HUGE, None, modalities=[modality], precision=precision
-        )
+        from bench.bench_imagebind import random_tower  # fast init of 630 M parameters
+
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+        tower = random_tower(TOWER[modality], "huge").to(dtype)
+        return ImageBindEmbedder(tower, "imagebind-huge")
     from synesthesia.services.encoder.config import EncoderConfig, load_embedder
 
     config = EncoderConfig(model=model, precision=precision, max_batch_size=batch)
     return load_embedder(config, modality)
 
 
-def in_process(embedder, modality: Modality, items: list, batch: int, rounds: int) -> float:  # type: ignore[no-untyped-def]
-    """items/s of prepare + encode, ``batch`` items per forward pass (after one warm-up pass)."""
+def in_process(  # type: ignore[no-untyped-def]
+    embedder, modality: Modality, items: list, batch: int, rounds: int, workers: int = 1
+) -> float:
+    """items/s of prepare + encode, ``batch`` items per forward pass, ``workers`` threads each
+    running ``rounds`` passes (after one warm-up pass); torch threads as set by the caller."""
     embedder.encode(modality, [embedder.prepare(modality, x) for x in items[:batch]])
-    done, start = 0, time.perf_counter()
-    for r in range(rounds):
-        chunk = items[(r * batch) % len(items) :][:batch]
-        chunk = chunk + items[: batch - len(chunk)]
-        embedder.encode(modality, [embedder.prepare(modality, x, i) for i, x in enumerate(chunk)])
-        done += len(chunk)
-    return done / (time.perf_counter() - start)
+
+    def work(w: int) -> None:
+        for r in range(rounds):
+            start = ((r * workers + w) * batch) % len(items)
+            chunk = (items[start:] + items)[:batch]
+            embedder.encode(
+                modality, [embedder.prepare(modality, x, i) for i, x in enumerate(chunk)]
+            )
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(work, range(workers)))
+    return rounds * workers * batch / (time.perf_counter() - start)
+
+
+def settings_of(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from synesthesia.services.encoder.settings import EncoderSettings
+
+    return EncoderSettings(
+        modality=Modality(args.modality),
+        port=0,
+        max_batch_size=args.batch,
+        max_wait_ms=args.max_wait_ms,
+        precision=args.precision,
+        torch_threads=args.threads,
+        model_workers=args.workers,
+        max_in_flight=max(32, args.clients),
+        max_message_bytes=32 << 20,
+    )
 
 
 def serve_child(args: argparse.Namespace) -> None:
     """Child process: build the model, start the encoder service on a free port, print the port,
     serve until stdin closes."""
-    import torch
     from synesthesia.services.encoder.app import start_encoder
-    from synesthesia.services.encoder.settings import EncoderSettings
 
     modality = Modality(args.modality)
-    settings = EncoderSettings(
-        modality=modality,
-        port=0,
-        max_batch_size=args.batch,
-        max_wait_ms=args.max_wait_ms,
-        precision=args.precision,
-        max_in_flight=max(32, args.clients),
-        max_message_bytes=32 << 20,
-    )
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    settings = settings_of(args)  # start_encoder sets the model workers and torch threads
     embedder = build_embedder(args.model, modality, args.precision, args.batch)
+    model_s = [0.0]
+    encode = embedder.encode
+
+    def timed_encode(*a, **kw):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        try:
+            return encode(*a, **kw)
+        finally:
+            model_s[0] += time.perf_counter() - t
+
+    embedder.encode = timed_encode  # type: ignore[method-assign]
+
+    def stats() -> dict[str, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "forward_calls": embedder.forward_calls,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "model_s": model_s[0],
+        }
 
     async def main() -> None:
         server, servicer = await start_encoder(settings, embedder)
         print(json.dumps({"port": server.port}), flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        loop = asyncio.get_running_loop()
+        # "mark" -> counters now; "stop" (or EOF) -> counters now, then shut down
+        while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "mark":
+            print(json.dumps(stats()), flush=True)
+        print(json.dumps(stats()), flush=True)
         await server.stop(0)
         await servicer.close()
-        print(json.dumps({"forward_calls": embedder.forward_calls}), flush=True)
 
     asyncio.run(main())
 
 
-async def drive(target: str, modality: Modality, items: list, clients: int) -> float:
+async def drive(
+    target: str, modality: Modality, items: list, clients: int, per_call: int, mark
+) -> tuple[float, dict[str, float], float]:  # type: ignore[no-untyped-def]
+    """(items/s, the server's counters over the run, this process's CPU seconds)."""
     from synesthesia.client import AsyncEncoderClient
 
     conns = [AsyncEncoderClient(target) for _ in range(clients)]
     try:
         await asyncio.gather(*(c.embed(modality, [items[0]]) for c in conns))  # connect, warm
-        queue = iter(range(len(items)))
+        queue = iter(range(0, len(items), per_call))
 
         async def worker(c: AsyncEncoderClient) -> None:
             for i in queue:
-                await c.embed(modality, [items[i]])
+                await c.embed(modality, items[i : i + per_call])
 
+        before, cpu0 = mark(), time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*(worker(c) for c in conns))
-        return len(items) / (time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        cpu, after = time.process_time() - cpu0, mark()
+        return len(items) / wall, {k: after[k] - before[k] for k in after}, cpu
     finally:
         for c in conns:
             await c.close()
 
 
-def served(args: argparse.Namespace, items: list) -> tuple[float, float]:
-    """(items/s, mean rows per forward pass) of the service in a child process."""
+def served(args: argparse.Namespace, items: list) -> dict[str, float]:
+    """The service in a child process under ``--clients`` concurrent callers."""
     cmd = [sys.executable, __file__, "--child", *sys.argv[1:]]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdin is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    def mark() -> dict[str, float]:
+        stdin.write("mark\n")
+        stdin.flush()
+        return json.loads(stdout.readline())
+
     try:
-        assert proc.stdout is not None and proc.stdin is not None
-        line = proc.stdout.readline()
+        line = stdout.readline()
         if not line:
             raise SystemExit("the service did not start")
         port = json.loads(line)["port"]
-        rate = asyncio.run(drive(f"127.0.0.1:{port}", Modality(args.modality), items, args.clients))
-        proc.stdin.close()
-        calls = json.loads(proc.stdout.readline())["forward_calls"]
+        rate, server, client_cpu = asyncio.run(
+            drive(
+                f"127.0.0.1:{port}",
+                Modality(args.modality),
+                items,
+                args.clients,
+                args.per_call,
+                mark,
+            )
+        )
+        stdin.write("stop\n")
+        stdin.close()
         proc.wait(60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    # forward calls: one warm-up at start, one per client's warm-up batch at most
-    return rate, len(items) / max(calls - 1 - args.clients / max(args.batch, 1), 1)
+    n = len(items)
+    return {
+        "rate": rate,
+        "fill": n / max(server["forward_calls"], 1),
+        "server_cpu_ms": server["cpu_s"] / n * 1e3,
+        "model_ms": server["model_s"] / n * 1e3,
+        "client_cpu_ms": client_cpu / n * 1e3,
+    }
 
 
 def main() -> int:
@@ -170,8 +239,10 @@ def main() -> int:
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--items", type=int, default=512, help="served items")
-    ap.add_argument("--rounds", type=int, default=16, help="in-process forward passes")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads; 0: every CPU")
+    ap.add_argument("--per-call", type=int, default=1, help="items per Embed call")
+    ap.add_argument("--rounds", type=int, default=8, help="in-process passes per worker")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per worker; 0: auto")
+    ap.add_argument("--workers", type=int, default=0, help="model workers; 0: auto")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -179,31 +250,41 @@ def main() -> int:
         return 0
     import torch
 
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    cpus = available_cpus()
+    workers, threads = settings_of(args).parallelism(cpus)
     modality = Modality(args.modality)
-    items = inputs(modality, max(args.items, args.batch))
-    rows = []
+    items = inputs(modality, max(args.items, args.batch * workers))
+    rows: list[tuple[str, float]] = []
+    layouts = [(workers, threads)] + ([(1, cpus)] if (workers, threads) != (1, cpus) else [])
     precisions = [args.precision] + (
         [args.baseline] if args.baseline and args.baseline != args.precision else []
     )
     for precision in precisions:
         emb = build_embedder(args.model, modality, precision, args.batch)
-        rows.append((f"in-process {precision}", in_process(emb, modality, items, args.batch, args.rounds)))
+        for w, t in layouts if precision == args.precision else [(1, cpus)]:
+            torch.set_num_threads(t)
+            rate = in_process(emb, modality, items, args.batch, args.rounds, w)
+            rows.append((f"in-process {precision}, {w} worker(s) x {t} thread(s)", rate))
         del emb
         gc.collect()
-    rate, fill = served(args, items[: args.items])
-    rows.insert(1, (f"served {args.precision}, {args.clients} clients", rate))
+    srv = served(args, items[: args.items])
+    rate = srv["rate"]
+    rows.append((f"served {args.precision}, {workers} worker(s) x {threads} thread(s)", rate))
     print(
-        f"\n{args.model} {modality.value}, batch {args.batch}, {torch.get_num_threads()} torch"
-        f" threads; served: {args.items} single-item calls, {fill:.1f} rows per forward pass\n"
+        f"\n{args.model} {modality.value}, batch {args.batch}, {cpus} CPUs; served:"
+        f" {args.items} items in calls of {args.per_call} from {args.clients} clients,"
+        f" {srv['fill']:.1f} rows per forward pass; per item: server CPU"
+        f" {srv['server_cpu_ms']:.2f} ms, model"
+        f" {srv['model_ms']:.2f} ms (wall, summed over workers), client CPU"
+        f" {srv['client_cpu_ms']:.2f} ms\n"
     )
     print("| path | items/s |")
     print("|---|---|")
     for name, r in rows:
         print(f"| {name} | {r:.2f} |")
-    print(f"\nserved / in-process {args.precision}: {rate / rows[0][1]:.2f}")
-    if args.baseline and args.baseline != args.precision:
-        print(f"served {args.precision} / in-process {args.baseline}: {rate / rows[-1][1]:.2f}")
+    print(f"\nserved / in-process (same layout): {rate / rows[0][1]:.2f}")
+    for name, r in rows[1:-1]:
+        print(f"served / {name}: {rate / r:.2f}")
     return 0
 
 

@@ -9,6 +9,7 @@ import time
 import torch
 from synesthesia.modality import Modality
 from synesthesia.models import Embedder
+from synesthesia.models.device import available_cpus, resolve_device
 from synesthesia.services.encoder.config import load_embedder
 from synesthesia.services.encoder.core import EncoderCore
 from synesthesia.services.encoder.servicer import EncoderServicer
@@ -28,8 +29,9 @@ async def start_encoder(
     settings: EncoderSettings, embedder: Embedder | None = None
 ) -> tuple[RunningServer, EncoderServicer]:
     """Start the server (NOT_SERVING), load and warm the model, then report SERVING."""
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    gpu = resolve_device(settings.device).type != "cpu"  # an absent GPU fails here
+    workers, threads = settings.parallelism(available_cpus(), gpu)
+    torch.set_num_threads(threads)
     loop = asyncio.get_running_loop()
     if embedder is None:
         t0 = time.perf_counter()
@@ -37,11 +39,13 @@ async def start_encoder(
             None, lambda: load_embedder(settings, settings.modality)
         )
         log.info(
-            "loaded %s in %.1f s (device %s, precision %s)",
+            "loaded %s in %.1f s (device %s, precision %s, %d model workers x %d threads)",
             model.info().model_id,
             time.perf_counter() - t0,
             settings.device,
             settings.precision,
+            workers,
+            threads,
         )
     else:
         model = embedder
@@ -49,7 +53,11 @@ async def start_encoder(
         model, settings.modality, settings.max_items_per_request, settings.max_message_bytes
     )
     servicer = EncoderServicer(
-        core, settings.max_batch_size, settings.max_wait_ms / 1000, settings.prepare_threads
+        core,
+        settings.max_batch_size,
+        settings.max_wait_ms / 1000,
+        settings.prepare_threads,
+        model_workers=workers,
     )
     running = await build_server(
         [

@@ -20,6 +20,8 @@ DEFAULT_MODEL = "synesthesia-minilm"
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_WAIT_MS = 5.0
 DEFAULT_MAX_ITEMS_PER_REQUEST = 512
+#: auto model workers stop here (each holds a batch of activations); more CPUs give threads
+MAX_AUTO_WORKERS = 4
 
 
 class EncoderConfig(BaseModel):
@@ -52,10 +54,35 @@ class EncoderConfig(BaseModel):
     torch_threads: int = Field(
         0,
         ge=0,
-        description="0: one per CPU the process owns (all cores standalone; a Ray replica's "
-        "num_cpus, at least 1)",
+        description="threads of one forward pass; 0: auto (see model_workers)",
+    )
+    model_workers: int = Field(
+        0,
+        ge=0,
+        description="forward passes run at once (standalone service); 0: auto. Auto on the CPU: "
+        "one single-threaded worker per CPU the process may use (cgroup quota counted), at most "
+        "4, then more threads per worker (several small passes keep the cores busier than one "
+        "pass split over threads); on a GPU: one worker",
     )
     prepare_threads: int = Field(2, ge=1, description="threads decoding media")
+
+    def parallelism(self, cpus: int, gpu: bool = False) -> tuple[int, int]:
+        """(model workers, torch threads per worker) for a process that owns ``cpus`` CPUs and
+        runs the model on a GPU or not (``device`` resolved): the values given, the unset one
+        filled so that workers x threads = cpus (at least 1 each); a GPU gets one worker with
+        every CPU's thread unless told otherwise."""
+        cpus = max(1, cpus)
+        workers, threads = self.model_workers, self.torch_threads
+        if not workers and gpu:
+            workers = 1
+        if workers and threads:
+            return workers, threads
+        if threads:
+            return max(1, cpus // threads), threads
+        if workers:
+            return workers, max(1, cpus // workers)
+        workers = min(cpus, MAX_AUTO_WORKERS)
+        return workers, max(1, cpus // workers)
 
     @model_validator(mode="after")
     def _no_fp16_on_cpu(self) -> EncoderConfig:

@@ -16,7 +16,12 @@ from synesthesia.v1 import encoder_pb2, encoder_pb2_grpc
 
 class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
     def __init__(
-        self, core: EncoderCore, max_batch: int, max_wait_s: float, prepare_threads: int = 2
+        self,
+        core: EncoderCore,
+        max_batch: int,
+        max_wait_s: float,
+        prepare_threads: int = 2,
+        model_workers: int = 1,
     ):
         self.core = core
         label = core.modality.value
@@ -25,6 +30,7 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
             max_batch=max_batch,
             max_wait_s=max_wait_s,
             on_batch=lambda n: BATCH_SIZE.labels(label).observe(n),
+            workers=model_workers,
         )
         self._pool = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="decode")
 

@@ -10,7 +10,10 @@ family honours, resolved once when the model is built so a bad setting fails at 
 
 from __future__ import annotations
 
+import math
+import os
 import re
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -65,3 +68,24 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 def precision_name(dtype: torch.dtype) -> str:
     return next(k for k, v in PRECISIONS.items() if v is dtype)
+
+
+def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """CPUs this process may use: its affinity set, capped by a cgroup CPU quota (a container's
+    ``--cpus`` / a pod's CPU limit, which the affinity set does not show)."""
+    cpus = len(os.sched_getaffinity(0))
+    root = Path(cgroup_root)
+    quota = None
+    try:  # cgroup v2: "max 100000" or "<quota> <period>"
+        q, period = (root / "cpu.max").read_text().split()[:2]
+        quota = None if q == "max" else int(q) / int(period)
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            q_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+            period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+            quota = q_us / period_us if q_us > 0 and period_us > 0 else None
+        except (OSError, ValueError):
+            quota = None
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)

@@ -4,6 +4,10 @@ Requests submit already-prepared items; one background task collects items until
 ``max_batch`` (counted in model rows, e.g. audio windows) or ``max_wait`` has passed since the
 first item, skips items whose caller has gone (cancelled / deadline exceeded), and runs ONE
 model forward pass in a dedicated thread, so the event loop keeps accepting requests meanwhile.
+
+``workers`` forward passes may run at once, each in its own thread (on a CPU, several
+single-threaded passes in parallel keep the cores busier than one pass split over threads:
+docs/benchmarks.md); while all are busy, the next batch keeps filling.
 """
 
 from __future__ import annotations
@@ -35,15 +39,21 @@ class MicroBatcher:
         max_batch: int,
         max_wait_s: float,
         on_batch: Callable[[int], None] | None = None,
+        workers: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
         self._encode = encode
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.workers = workers
         self._on_batch = on_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model")
+        self._free = asyncio.Semaphore(workers)
+        self._forwards: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -56,6 +66,8 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._forwards:  # forward passes already running finish and deliver
+            await asyncio.gather(*self._forwards, return_exceptions=True)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def submit(self, prepared: Sequence[Prepared]) -> np.ndarray:
@@ -96,21 +108,35 @@ class MicroBatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [p for p in await self._collect() if not p.future.done()]
+            await self._free.acquire()  # a worker is free: the batch fills until then
+            try:
+                batch = [p for p in await self._collect() if not p.future.done()]
+            except BaseException:
+                self._free.release()
+                raise
             if not batch:
+                self._free.release()
                 continue
             if self._on_batch is not None:
                 self._on_batch(len(batch))
-            try:
-                vectors = await loop.run_in_executor(
-                    self._executor, self._encode, [p.prepared for p in batch]
-                )
-            except Exception as exc:  # a model failure fails this batch, not the batcher
-                log.exception("batch of %d items failed", len(batch))
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-                continue
-            for p, row in zip(batch, vectors, strict=True):
+            task = loop.create_task(self._forward(batch))
+            self._forwards.add(task)
+            task.add_done_callback(self._forwards.discard)
+
+    async def _forward(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            vectors = await loop.run_in_executor(
+                self._executor, self._encode, [p.prepared for p in batch]
+            )
+        except Exception as exc:  # a model failure fails this batch, not the batcher
+            log.exception("batch of %d items failed", len(batch))
+            for p in batch:
                 if not p.future.done():
-                    p.future.set_result(row)
+                    p.future.set_exception(exc)
+            return
+        finally:
+            self._free.release()
+        for p, row in zip(batch, vectors, strict=True):
+            if not p.future.done():
+                p.future.set_result(row)
