@@ -160,3 +160,38 @@ def test_minilm_bf16_is_float32_unit_norm_and_close_to_fp32(modality: Modality) 
     assert b.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-6)
     assert cosines(a, b).min() >= 0.99  # measured per item in bench/bench_precision.py
+
+
+@pytest.mark.parametrize("modality", list(Modality))
+def test_eval_in_bf16_computes_what_the_bf16_service_serves(modality: Modality) -> None:
+    """``synesthesia eval --precision bf16`` wraps the towers like the serving path: the same
+    vectors as a bf16 encoder's, from the same inputs."""
+    from synesthesia.models.minilm.weights import default_weights_path, load_model
+    from synesthesia.train.evaluate import InPrecision
+
+    from tests.unit.test_onnx_export import golden_media
+
+    items = [m for m in golden_media(modality) if m != ""][:3]
+    served = create_model("synesthesia-minilm", modalities=[modality], precision="bf16")
+    prepared = [served.prepare(modality, x) for x in items]
+    model = InPrecision(load_model(default_weights_path())[0], torch.bfloat16)
+    with torch.inference_mode():
+        if modality is Modality.TEXT:
+            ids = torch.nn.utils.rnn.pad_sequence([p.inputs["ids"] for p in prepared], True)
+            valid = torch.zeros_like(ids, dtype=torch.bool)
+            for i, p in enumerate(prepared):
+                valid[i, : len(p.inputs["ids"])] = True
+            got = model.encode_text(ids, valid)
+        elif modality is Modality.IMAGE:
+            got = model.encode_image(torch.stack([p.inputs["pixels"] for p in prepared]))
+        else:
+            got = torch.stack(
+                [
+                    torch.nn.functional.normalize(
+                        model.encode_audio(p.inputs["fbank"], p.inputs["frames"]).mean(0), dim=-1
+                    )
+                    for p in prepared
+                ]
+            )
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), served.encode(modality, prepared), atol=2e-3)

@@ -113,6 +113,9 @@ def eval_main(argv: list[str]) -> int:
     p.add_argument("--gallery", action="store_true",
                    help="also rank each held-out Tux Paint sound's own picture among the demo "
                         "gallery's pictures (fetches tuxpaint-stamps-default once)")  # fmt: skip
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="the towers' weights and activations, as a service with that precision "
+                        "runs them (vectors compared in float32)")  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     from synesthesia.models.minilm.weights import default_weights_path, load_model
@@ -126,6 +129,11 @@ def eval_main(argv: list[str]) -> int:
             if tower is not None:
                 tower.anchors = None
         print("text-anchor heads removed (--no-anchors)")
+    if args.precision != "fp32":
+        from synesthesia.train.evaluate import InPrecision
+
+        model = InPrecision(model, getattr(torch, {"bf16": "bfloat16"}[args.precision]))
+        print(f"towers run in {args.precision}")
     split = None if args.open_world == "none" else args.open_world
     rep = evaluate(model, limit=args.limit, parity=not args.no_parity, open_world=split)
     print(rep.table())

@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +54,31 @@ class Report:
         lines += ["", "| bark->photo class | clips | P@10 |", "|---|---|---|"]
         lines += [f"| {k} | {self.counts[k]} | {v:.3f} |" for k, v in self.per_class.items()]
         return "\n".join(lines)
+
+
+class InPrecision:
+    """The model with its weights in ``dtype``: floating inputs are cast to it, vectors come
+    back float32 and unit-norm, as the serving path (``precision: bf16``) computes them. Every
+    other attribute is the wrapped model's."""
+
+    def __init__(self, model: SynesthesiaMiniLM, dtype: torch.dtype) -> None:
+        self.model = model.to(dtype)
+        self.dtype = dtype
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def _out(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x.float(), dim=-1)
+
+    def encode_text(self, input_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return self._out(self.model.encode_text(input_ids, valid))
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._out(self.model.encode_image(pixels.to(self.dtype)))
+
+    def encode_audio(self, fbank: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        return self._out(self.model.encode_audio(fbank.to(self.dtype), frames))
 
 
 @torch.inference_mode()
