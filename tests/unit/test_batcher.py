@@ -139,3 +139,23 @@ def test_available_cpus_counts_a_cgroup_quota(tmp_path: Path) -> None:
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert available_cpus(str(tmp_path)) == 1
     assert available_cpus(str(tmp_path / "absent")) == own
+
+
+def test_a_slow_model_waits_longer_for_its_batch_to_fill() -> None:
+    """With 200 ms passes, the wait stretches to 20 ms (a tenth), past max_wait's 1 ms: items
+    arriving 2 ms apart still share a pass."""
+    probe = Probe(hold_s=0.2)
+
+    async def scenario() -> list[int]:
+        batcher = MicroBatcher(probe, max_batch=8, max_wait_s=0.001, workers=1)
+        await batcher.submit([item(0)])  # one pass teaches the batcher its duration
+        assert batcher.pass_s >= 0.2
+        calls = []
+        for i in range(4):
+            calls.append(asyncio.ensure_future(batcher.submit([item(i)])))
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*calls)
+        await batcher.close()
+        return probe.batches[1:]
+
+    assert asyncio.run(scenario()) == [4]

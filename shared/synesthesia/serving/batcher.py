@@ -1,8 +1,10 @@
 """Server-side micro-batching across concurrent requests.
 
 Requests submit already-prepared items; one background task collects items until
-``max_batch`` (counted in model rows, e.g. audio windows) or ``max_wait`` has passed since the
-first item, skips items whose caller has gone (cancelled / deadline exceeded), and runs ONE
+``max_batch`` (counted in model rows, e.g. audio windows) or the wait has passed since the first
+item (``max_wait``, or a tenth of the recent forward pass's duration if that is longer: a model
+that takes seconds per pass waits long enough for a burst to arrive, at a tenth of its own
+cost), skips items whose caller has gone (cancelled / deadline exceeded), and runs ONE
 model forward pass in a dedicated thread, so the event loop keeps accepting requests meanwhile.
 
 ``workers`` forward passes may run at once, each in its own thread (on a CPU, several
@@ -24,6 +26,9 @@ import numpy as np
 from synesthesia.models.embedder import Prepared
 
 log = logging.getLogger(__name__)
+
+#: the wait for a batch to fill stretches to this share of the recent forward pass's duration
+WAIT_SHARE_OF_PASS = 0.1
 
 
 @dataclass
@@ -54,6 +59,7 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model")
         self._free = asyncio.Semaphore(workers)
         self._forwards: set[asyncio.Task[None]] = set()
+        self.pass_s = 0.0  # moving average of a forward pass's duration
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -89,7 +95,7 @@ class MicroBatcher:
         first = await self._queue.get()
         batch, cost = [first], first.prepared.windows
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait_s
+        deadline = loop.time() + max(self.max_wait_s, WAIT_SHARE_OF_PASS * self.pass_s)
         while cost < self.max_batch:
             try:
                 nxt = self._queue.get_nowait()
@@ -125,10 +131,13 @@ class MicroBatcher:
 
     async def _forward(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             vectors = await loop.run_in_executor(
                 self._executor, self._encode, [p.prepared for p in batch]
             )
+            took = loop.time() - started
+            self.pass_s = took if not self.pass_s else 0.8 * self.pass_s + 0.2 * took
         except Exception as exc:  # a model failure fails this batch, not the batcher
             log.exception("batch of %d items failed", len(batch))
             for p in batch:
