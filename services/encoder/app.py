@@ -25,30 +25,36 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = encoder_pb2.DESCRIPTOR.services_by_name["EncoderService"].full_name
 
 
+def parameters(embedder: Embedder) -> int:
+    """The parameter count of the embedder's torch model (0 if it has none)."""
+    module = getattr(embedder, "model", None)
+    if not isinstance(module, torch.nn.Module):
+        return 0
+    return sum(p.numel() for p in module.parameters())
+
+
 async def start_encoder(
     settings: EncoderSettings, embedder: Embedder | None = None
 ) -> tuple[RunningServer, EncoderServicer]:
     """Start the server (NOT_SERVING), load and warm the model, then report SERVING."""
     gpu = resolve_device(settings.device).type != "cpu"  # an absent GPU fails here
-    workers, threads = settings.parallelism(available_cpus(), gpu)
-    torch.set_num_threads(threads)
     loop = asyncio.get_running_loop()
-    if embedder is None:
-        t0 = time.perf_counter()
-        model: Embedder = await loop.run_in_executor(
-            None, lambda: load_embedder(settings, settings.modality)
-        )
-        log.info(
-            "loaded %s in %.1f s (device %s, precision %s, %d model workers x %d threads)",
-            model.info().model_id,
-            time.perf_counter() - t0,
-            settings.device,
-            settings.precision,
-            workers,
-            threads,
-        )
-    else:
-        model = embedder
+    t0 = time.perf_counter()
+    model: Embedder = embedder or await loop.run_in_executor(
+        None, lambda: load_embedder(settings, settings.modality)
+    )
+    workers, threads = settings.parallelism(available_cpus(), gpu, parameters(model))
+    torch.set_num_threads(threads)  # threads made from now on (the model workers) use this
+    log.info(
+        "%s %s in %.1f s (device %s, precision %s, %d model worker(s) x %d thread(s))",
+        "loaded" if embedder is None else "given",
+        model.info().model_id,
+        time.perf_counter() - t0,
+        settings.device,
+        settings.precision,
+        workers,
+        threads,
+    )
     core = EncoderCore(
         model, settings.modality, settings.max_items_per_request, settings.max_message_bytes
     )

@@ -22,6 +22,9 @@ DEFAULT_MAX_WAIT_MS = 5.0
 DEFAULT_MAX_ITEMS_PER_REQUEST = 512
 #: auto model workers stop here (each holds a batch of activations); more CPUs give threads
 MAX_AUTO_WORKERS = 4
+#: a model this large runs one pass at a time on every thread by default (ImageBind-Huge's
+#: towers: 86-633 M parameters; the shipped towers: 23-25 M)
+LARGE_MODEL_PARAMETERS = 60_000_000
 
 
 class EncoderConfig(BaseModel):
@@ -65,18 +68,20 @@ class EncoderConfig(BaseModel):
         description="forward passes run at once (standalone service); 0: auto. Auto on the CPU: "
         "one single-threaded worker per CPU the process may use (cgroup quota counted), at most "
         "4, then more threads per worker (several small passes keep the cores busier than one "
-        "pass split over threads); on a GPU: one worker",
+        "pass split over threads); on a GPU or for a large model (60 M parameters or more): "
+        "one worker",
     )
     prepare_threads: int = Field(2, ge=1, description="threads decoding media")
 
-    def parallelism(self, cpus: int, gpu: bool = False) -> tuple[int, int]:
+    def parallelism(self, cpus: int, gpu: bool = False, parameters: int = 0) -> tuple[int, int]:
         """(model workers, torch threads per worker) for a process that owns ``cpus`` CPUs and
-        runs the model on a GPU or not (``device`` resolved): the values given, the unset one
-        filled so that workers x threads = cpus (at least 1 each); a GPU gets one worker with
-        every CPU's thread unless told otherwise."""
+        runs a model of ``parameters`` on a GPU or not (``device`` resolved): the values given,
+        the unset one filled so that workers x threads = cpus (at least 1 each). A GPU, or a
+        large model (one pass of it has work enough for every core), gets one worker with every
+        CPU's thread unless told otherwise."""
         cpus = max(1, cpus)
         workers, threads = self.model_workers, self.torch_threads
-        if not workers and gpu:
+        if not workers and (gpu or parameters >= LARGE_MODEL_PARAMETERS):
             workers = 1
         if workers and threads:
             return workers, threads

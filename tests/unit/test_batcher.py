@@ -127,6 +127,13 @@ def test_a_gpu_gets_one_worker_with_every_cpus_thread_unless_told() -> None:
     assert EncoderConfig(device="auto").parallelism(2, gpu=False) == (2, 1)  # auto found no GPU
 
 
+def test_a_large_model_gets_one_worker_with_every_cpus_thread_unless_told() -> None:
+    huge, small = 632_829_440, 22_565_376  # ImageBind-Huge vision; the shipped text tower
+    assert EncoderConfig().parallelism(2, parameters=huge) == (1, 2)
+    assert EncoderConfig().parallelism(2, parameters=small) == (2, 1)
+    assert EncoderConfig(model_workers=2).parallelism(2, parameters=huge) == (2, 1)
+
+
 def test_available_cpus_counts_a_cgroup_quota(tmp_path: Path) -> None:
     own = len(os.sched_getaffinity(0))
     (tmp_path / "cpu.max").write_text("150000 100000\n")  # --cpus 1.5 -> 2
@@ -142,14 +149,14 @@ def test_available_cpus_counts_a_cgroup_quota(tmp_path: Path) -> None:
 
 
 def test_a_slow_model_waits_longer_for_its_batch_to_fill() -> None:
-    """With 200 ms passes, the wait stretches to 20 ms (a tenth), past max_wait's 1 ms: items
+    """With 500 ms passes, the wait stretches to 50 ms (a tenth), past max_wait's 1 ms: items
     arriving 2 ms apart still share a pass."""
-    probe = Probe(hold_s=0.2)
+    probe = Probe(hold_s=0.5)
 
     async def scenario() -> list[int]:
         batcher = MicroBatcher(probe, max_batch=8, max_wait_s=0.001, workers=1)
         await batcher.submit([item(0)])  # one pass teaches the batcher its duration
-        assert batcher.pass_s >= 0.2
+        assert batcher.pass_s >= 0.5
         calls = []
         for i in range(4):
             calls.append(asyncio.ensure_future(batcher.submit([item(i)])))
