@@ -108,7 +108,7 @@ def settings_of(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return EncoderSettings(
         modality=Modality(args.modality),
         port=0,
-        max_batch_size=args.batch,
+        max_batch_size=args.batch_rows or args.batch,
         max_wait_ms=args.max_wait_ms,
         precision=args.precision,
         torch_threads=args.threads,
@@ -188,7 +188,7 @@ async def drive(
 
 def served(args: argparse.Namespace, items: list) -> dict[str, float]:
     """The service in a child process under ``--clients`` concurrent callers."""
-    cmd = [sys.executable, __file__, "--child", *sys.argv[1:]]
+    cmd = [sys.executable, __file__, "--child", *sys.argv[1:], f"--batch-rows={args.batch_rows}"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdin is not None
     stdin, stdout = proc.stdin, proc.stdout
@@ -244,23 +244,28 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads per worker; 0: auto")
     ap.add_argument("--workers", type=int, default=0, help="model workers; 0: auto")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--batch-rows", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         serve_child(args)
         return 0
     import torch
+    from synesthesia.services.encoder.app import parameters
 
     cpus = available_cpus()
-    workers, threads = settings_of(args).parallelism(cpus)
     modality = Modality(args.modality)
-    items = inputs(modality, max(args.items, args.batch * workers))
-    rows: list[tuple[str, float]] = []
-    layouts = [(workers, threads)] + ([(1, cpus)] if (workers, threads) != (1, cpus) else [])
     precisions = [args.precision] + (
         [args.baseline] if args.baseline and args.baseline != args.precision else []
     )
+    rows: list[tuple[str, float]] = []
     for precision in precisions:
         emb = build_embedder(args.model, modality, precision, args.batch)
+        if precision == args.precision:  # the service's layout, as start_encoder picks it
+            workers, threads = settings_of(args).parallelism(cpus, False, parameters(emb))
+            items = inputs(modality, max(args.items, args.batch * workers))
+            # the service counts model rows (an audio item is one row per window)
+            args.batch_rows = args.batch * emb.prepare(modality, items[0]).windows
+            layouts = [(workers, threads)] + [(1, cpus)] * ((workers, threads) != (1, cpus))
         for w, t in layouts if precision == args.precision else [(1, cpus)]:
             torch.set_num_threads(t)
             rate = in_process(emb, modality, items, args.batch, args.rounds, w)
@@ -273,7 +278,7 @@ def main() -> int:
     print(
         f"\n{args.model} {modality.value}, batch {args.batch}, {cpus} CPUs; served:"
         f" {args.items} items in calls of {args.per_call} from {args.clients} clients,"
-        f" {srv['fill']:.1f} rows per forward pass; per item: server CPU"
+        f" {srv['fill']:.1f} items per forward pass; per item: server CPU"
         f" {srv['server_cpu_ms']:.2f} ms, model"
         f" {srv['model_ms']:.2f} ms (wall, summed over workers), client CPU"
         f" {srv['client_cpu_ms']:.2f} ms\n"
