@@ -152,17 +152,16 @@ def exact_top_k(
 
 
 def sample_recall(
-    found: Iterable[Iterable[int]], truth: np.ndarray, newest: int, effort: int
+    found: Iterable[Iterable[int]], truth: np.ndarray, ignored: Callable[[int], bool], effort: int
 ) -> Point:
-    """Recall of ``found`` (labels per query) against ``truth`` rows. Labels above ``newest``
-    were written after the exact scan: they are ignored and shrink that query's denominator
-    instead of counting as misses."""
+    """Recall of ``found`` (labels per query) against ``truth`` rows. An ``ignored`` label - one
+    the exact scan did not see (written after it, or a query that has since moved into the
+    index) - shrinks that query's denominator instead of counting as a miss."""
     per_query = []
     for got, want_row in zip(found, truth, strict=True):
         want = {int(x) for x in want_row if x >= 0}
-        labels = list(got)
-        fresh = sum(1 for x in labels if x > newest)
-        denominator = min(len(want), K - fresh)
+        labels = [x for x in got if not ignored(x)]
+        denominator = min(len(want), K - (len(list(got)) - len(labels)))
         if denominator > 0:
             per_query.append(len(want.intersection(labels)) / denominator)
     if not per_query:

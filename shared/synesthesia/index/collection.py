@@ -135,6 +135,7 @@ class Collection:
         self._calibration_stale = True  # none yet, or measured on an index since rebuilt
         self._calibrated_at = 0.0  # time.monotonic() when the last one finished
         self._calibrate_mutex = threading.Lock()
+        self._measuring = False  # a calibration is using the holdout: leave it as it is
         self._generation = 0  # bumped by every rebuild
         self._holdout: dict[int, np.ndarray] = {}  # label -> vector, never in the FAISS index
         self._holdout_arrays: tuple[np.ndarray, np.ndarray] | None = None  # cached stack of it
@@ -262,7 +263,7 @@ class Collection:
         (the other new items, and any holdout member a new one replaced)."""
         t, n = self._tuning, len(self._rows)
         cap = t.calibration_queries
-        if not self._holds or n < t.calibration_min_items:
+        if not self._holds or n < t.calibration_min_items or self._measuring:
             return labels, vecs
         picked = self._rng.random(len(labels)) < cap / n
         free = min(max(cap - len(self._holdout), 0), len(labels))
@@ -576,8 +577,8 @@ class Collection:
         """Measures the recall@10 curve of the index with the holdout as queries and adopts it;
         None when the index is exact or has no holdout yet. Queries and writes go on meanwhile:
         the exact scan reads SQLite (one consistent snapshot) without the collection's lock, and
-        each sample query takes the read lock like any query. ``stop`` set: give up."""
-        kind = self.spec.kind
+        each sample query takes the read lock like any query; writes leave the holdout alone
+        meanwhile. ``stop`` set: give up."""
         with self._calibrate_mutex:
             t0 = time.perf_counter()
             with self._lock.read():
@@ -587,35 +588,61 @@ class Collection:
                 count, generation = len(self._rows), self._generation
                 held = np.fromiter(self._holdout, dtype=np.int64, count=len(self._holdout))
                 queries = np.stack(list(self._holdout.values()))
-            truth, newest = calibration.exact_top_k(
-                calibration.until(stop, self._store.iter_vectors(self.spec.name, self.spec.dim)),
-                queries,
-                held,
-                calibration.K,
-                self.spec.metric is Metric.L2,
-            )
-            no_filter = parse_filter(None)
-
-            def recall_at(effort: int) -> calibration.Point:
-                found = []
-                for q in queries:
-                    if stop is not None and stop.is_set():
-                        raise calibration.Cancelled
-                    with self._lock.read():
-                        self._check_alive()
-                        ranked = self._ranked(q, calibration.K, no_filter, None, effort, False)
-                    found.append([lb for lb, _ in ranked])
-                return calibration.sample_recall(found, truth, newest, effort)
-
-            if kind is IndexKind.HNSW:
-                lo, hi = calibration.K, calibration.HNSW_MAX_EFFORT
-            else:
-                lo, hi = 1, int(self.spec.params["nlist"])
-            explicit = int(self.spec.params.get(EFFORT_PARAM[kind], 0)) or None
-            cal = calibration.measure(count, recall_at, lo, hi, len(held), explicit, t0)
+                self._measuring = True
+            try:
+                cal = self._measure(count, held, queries, stop, t0)
+            finally:
+                self._measuring = False
             self._calibration = cal
             self._calibration_stale = generation != self._generation
             self._calibrated_at = time.monotonic()
+        self._log_calibration(cal)
+        return cal
+
+    def _measure(
+        self,
+        count: int,
+        held: np.ndarray,
+        queries: np.ndarray,
+        stop: threading.Event | None,
+        t0: float,
+    ) -> Calibration:
+        """The curve of :meth:`calibrate` (no lock held but the read lock of each query)."""
+        kind = self.spec.kind
+        truth, newest = calibration.exact_top_k(
+            calibration.until(stop, self._store.iter_vectors(self.spec.name, self.spec.dim)),
+            queries,
+            held,
+            calibration.K,
+            self.spec.metric is Metric.L2,
+        )
+        no_filter = parse_filter(None)
+
+        def ignored(label: int) -> bool:  # written after the exact scan
+            return label > newest
+
+        def recall_at(effort: int) -> calibration.Point:
+            found = []
+            for start in range(0, len(queries), 16):  # the read lock for 16 queries at a time
+                if stop is not None and stop.is_set():
+                    raise calibration.Cancelled
+                with self._lock.read():
+                    self._check_alive()
+                    for q in queries[start : start + 16]:
+                        ranked = self._ranked(q, calibration.K, no_filter, None, effort, False)
+                        found.append([lb for lb, _ in ranked])
+            return calibration.sample_recall(found, truth, ignored, effort)
+
+        if kind is IndexKind.HNSW:
+            lo, hi = calibration.K, calibration.HNSW_MAX_EFFORT
+        else:
+            lo, hi = 1, int(self.spec.params["nlist"])
+        explicit = int(self.spec.params.get(EFFORT_PARAM[kind], 0)) or None
+        return calibration.measure(count, recall_at, lo, hi, len(held), explicit, t0)
+
+    def _log_calibration(self, cal: Calibration) -> None:
+        kind = self.spec.kind
+        explicit = int(self.spec.params.get(EFFORT_PARAM[kind], 0))
         effort = self._effort(None)
         log.info(
             "collection %s: calibrated on %d items in %.1f s: %s %d for recall@10 %.3f",
@@ -634,7 +661,6 @@ class Collection:
                 self.recall_target,
                 max(p.recall for p in cal.curve),
             )
-        return cal
 
     # -- snapshot / describe -------------------------------------------------------------------
 
