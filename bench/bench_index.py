@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,6 +59,40 @@ def make_data(kind: str, n: int, nq: int, dim: int, seed: int) -> tuple[np.ndarr
     return draw(n), draw(nq)
 
 
+FILTER = {"metadata": {"b": 7}}  # keeps 2 % of the items (metadata b = i % 50)
+
+
+def time_queries(
+    query: Callable[[np.ndarray, dict | None], list[str]],
+    snapshot: Callable[[], object],
+    queries: np.ndarray,
+    truth: np.ndarray,
+    k: int,
+) -> dict:
+    """Recall@k against ``truth`` and latency (p50/p95; p50 with FILTER over 100 queries) of
+    ``query(vector, filter) -> ids``, one at a time; then how long ``snapshot()`` takes."""
+    lat, got = [], []
+    for q in queries:
+        t = time.perf_counter()
+        got.append([int(i) for i in query(q, None)])
+        lat.append(time.perf_counter() - t)
+    filtered = []
+    for q in queries[:100]:
+        t = time.perf_counter()
+        query(q, FILTER)
+        filtered.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    snapshot()
+    snap = time.perf_counter() - t
+    return {
+        "recall": np.mean([len(set(g) & set(t)) / k for g, t in zip(got, truth, strict=True)]),
+        "p50": np.percentile(lat, 50) * 1e3,
+        "p95": np.percentile(lat, 95) * 1e3,
+        "filtered_p50": np.percentile(filtered, 50) * 1e3,
+        "snapshot_s": snap,
+    }
+
+
 def run(kind: str, x: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, IndexManager(tmp, synchronous="NORMAL") as mgr:
         mgr.create_collection("b", x.shape[1], kind=kind, params=PARAMS[kind])
@@ -72,30 +106,15 @@ def run(kind: str, x: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int
                 ]
             )
         build = time.perf_counter() - t0
-        lat, got = [], []
-        for q in queries:
-            t = time.perf_counter()
-            got.append([int(h.id) for h in coll.query(q, k)])
-            lat.append(time.perf_counter() - t)
-        flat_lat = []
-        for q in queries[:100]:
-            t = time.perf_counter()
-            coll.query(q, k, {"metadata": {"b": 7}})
-            flat_lat.append(time.perf_counter() - t)
-        snap_t = time.perf_counter()
-        coll.snapshot()
-        snap = time.perf_counter() - snap_t
+        timed = time_queries(
+            lambda q, flt: [h.id for h in coll.query(q, k, flt)], coll.snapshot, queries, truth, k
+        )
         info = coll.describe()  # after the snapshot, so its file counts in bytes_on_disk
-    recall = np.mean([len(set(g) & set(t)) / k for g, t in zip(got, truth, strict=True)])
     return {
         "kind": kind,
         "params": PARAMS[kind],
         "build_s": build,
-        "recall": recall,
-        "p50": np.percentile(lat, 50) * 1e3,
-        "p95": np.percentile(lat, 95) * 1e3,
-        "filtered_p50": np.percentile(flat_lat, 50) * 1e3,
-        "snapshot_s": snap,
+        **timed,
         "disk_mb": info.bytes_on_disk / 2**20,
     }
 
@@ -159,31 +178,20 @@ def run_grpc(
         build = time.perf_counter() - t0
         for q in queries[:20]:  # warm-up
             client.query("b", vector=q, k=k)
-        lat, got = [], []
-        for q in queries:
-            t = time.perf_counter()
-            got.append([int(h.id) for h in client.query("b", vector=q, k=k)])
-            lat.append(time.perf_counter() - t)
-        flat_lat = []
-        for q in queries[:100]:
-            t = time.perf_counter()
-            client.query("b", vector=q, k=k, filter={"metadata": {"b": 7}})
-            flat_lat.append(time.perf_counter() - t)
-        snap_t = time.perf_counter()
-        client.snapshot("b")
-        snap = time.perf_counter() - snap_t
+        timed = time_queries(
+            lambda q, flt: [h.id for h in client.query("b", vector=q, k=k, filter=flt)],
+            lambda: client.snapshot("b"),
+            queries,
+            truth,
+            k,
+        )
         info = client.describe_collection("b")
-    recall = np.mean([len(set(g) & set(t)) / k for g, t in zip(got, truth, strict=True)])
     return {
         "kind": made.index,
         "params": made.index_params,
         "build_s": build,
         "ingest_s": ingest,
-        "recall": recall,
-        "p50": np.percentile(lat, 50) * 1e3,
-        "p95": np.percentile(lat, 95) * 1e3,
-        "filtered_p50": np.percentile(flat_lat, 50) * 1e3,
-        "snapshot_s": snap,
+        **timed,
         "disk_mb": info.bytes_on_disk / 2**20,
         "effort": info.search_effort,
         "measured": info.measured_recall,
@@ -191,20 +199,37 @@ def run_grpc(
     }
 
 
-def print_grpc_table(rows: list[dict], n: int) -> None:
-    print(
-        "| index (as created) | default params | n | build s (ingest s) | recall@10 | p50 ms |"
-        " p95 ms | filtered (2 %) p50 ms | effort in use | measured recall (at n) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
-        measured = f"{r['measured']:.3f} ({r['calibrated_count']:,})" if r["effort"] else "exact"
-        print(
-            f"| {r['kind']} | {params} | {n:,} | {r['build_s']:.1f} ({r['ingest_s']:.1f}) |"
-            f" {r['recall']:.3f} | {r['p50']:.2f} | {r['p95']:.2f} | {r['filtered_p50']:.2f} |"
-            f" {r['effort'] or '-'} | {measured} |"
-        )
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for cells in rows:
+        print("| " + " | ".join(cells) + " |")
+
+
+def params_text(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
+
+
+def grpc_cells(r: dict, n: int) -> list[str]:
+    measured = f"{r['measured']:.3f} ({r['calibrated_count']:,})" if r["effort"] else "exact"
+    return [
+        r["kind"],
+        params_text(r["params"]),
+        f"{n:,}",
+        f"{r['build_s']:.1f} ({r['ingest_s']:.1f})",
+        f"{r['recall']:.3f}",
+        f"{r['p50']:.2f}",
+        f"{r['p95']:.2f}",
+        f"{r['filtered_p50']:.2f}",
+        str(r["effort"] or "-"),
+        measured,
+    ]
+
+
+GRPC_HEADER = (
+    "index (as created)|default params|n|build s (ingest s)|recall@10|p50 ms|p95 ms"
+    "|filtered (2 %) p50 ms|effort in use|measured recall (at n)"
+)
 
 
 def main() -> None:
@@ -237,25 +262,31 @@ def main() -> None:
             f"\n{args.n:,} x {args.dim}-d vectors ({args.data}), {args.queries} queries,"
             f" k={args.k}, through the search service (its default settings), one client\n"
         )
-        print_grpc_table(rows, args.n)
+        print_table(GRPC_HEADER.split("|"), [grpc_cells(r, args.n) for r in rows])
         return
     rows = [run(kind, x, queries, truth, args.k) for kind in args.kinds]
     print(
         f"\n{args.n:,} x {args.dim}-d vectors ({args.data}), {args.queries} queries, k={args.k},"
         f" {args.threads} FAISS thread(s)\n"
     )
-    print(
-        "| index | params | recall@10 | p50 ms | p95 ms | filtered (2 %) p50 ms | build s |"
-        " snapshot s | disk MiB |"
+    header = (
+        "index|params|recall@10|p50 ms|p95 ms|filtered (2 %) p50 ms|build s|snapshot s|disk MiB"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
-        print(
-            f"| {r['kind']} | {params} | {r['recall']:.3f} | {r['p50']:.2f} | {r['p95']:.2f} |"
-            f" {r['filtered_p50']:.2f} | {r['build_s']:.1f} | {r['snapshot_s']:.2f} |"
-            f" {r['disk_mb']:.0f} |"
-        )
+    cells = [
+        [
+            r["kind"],
+            params_text(r["params"]),
+            f"{r['recall']:.3f}",
+            f"{r['p50']:.2f}",
+            f"{r['p95']:.2f}",
+            f"{r['filtered_p50']:.2f}",
+            f"{r['build_s']:.1f}",
+            f"{r['snapshot_s']:.2f}",
+            f"{r['disk_mb']:.0f}",
+        ]
+        for r in rows
+    ]
+    print_table(header.split("|"), cells)
 
 
 if __name__ == "__main__":
