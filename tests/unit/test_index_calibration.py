@@ -262,7 +262,11 @@ def test_growth_and_quiet_rules(tmp_path: Path, data: tuple[np.ndarray, np.ndarr
         assert not coll.calibration_due(time.monotonic())  # writing, not yet 1.25x
         assert coll.calibration_due(time.monotonic() + 3600)  # quiet for settle_s: due
         coll.upsert([UpsertItem(str(i), x[i], "image") for i in range(2200, 2600)])  # 1.3x
-        assert coll.calibration_due(time.monotonic())
+        assert coll.calibration_due(time.monotonic() + 60)  # 1.3x, and not too soon after the last
+        spent, now = coll._calibration.seconds, time.monotonic()  # type: ignore[union-attr]
+        coll._calibrated_at = now
+        assert not coll.calibration_due(now + 8 * spent)  # too soon: at most 10 % of the time
+        assert coll.calibration_due(now + 9 * spent + 1)
         coll.calibrate()
         coll.compact()  # a rebuilt index is a new graph
         assert coll.calibration_due(time.monotonic())

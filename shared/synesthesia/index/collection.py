@@ -31,9 +31,11 @@ sample of the items written since) that are never added to the FAISS index nor u
 it; every query scores them exactly and merges them in, so they are found like any item, and a
 calibration uses them as its queries against the index alone.
 A calibration runs off the query path (the manager's background thread, or :meth:`calibrate`):
-when none exists, after a rebuild, when the live count has changed by ``calibration_growth``, or
-by ``calibration_drift`` once writes have paused for ``calibration_settle_s`` (or the last one is
-``calibration_max_age_s`` old). A snapshot keeps the calibration, so a restart reuses it."""
+when none exists, after a rebuild, once writes have paused for ``calibration_settle_s`` if the
+live count has changed by ``calibration_drift`` since the last, and while writes go on when it
+has changed by ``calibration_growth`` (or by the drift with the last one
+``calibration_max_age_s`` old) - but then spending at most ``calibration_duty`` of the time.
+A snapshot keeps the calibration (and the holdout), so a restart reuses it."""
 
 from __future__ import annotations
 
@@ -104,6 +106,7 @@ class Tuning:
     calibration_drift: float = 0.02  # … or by this fraction, once writes paused for …
     calibration_settle_s: float = 5.0  # … this long (or the last calibration is older than …
     calibration_max_age_s: float = 120.0  # … this)
+    calibration_duty: float = 0.1  # while writes go on, at most this share of the time
     calibrate_in_background: bool = True  # the manager's thread; False: only calibrate() calls
     calibration_poll_s: float = 0.5  # how often that thread looks for due calibrations
 
@@ -567,11 +570,14 @@ class Collection:
         n, cal, t = len(self._rows), self._calibration, self._tuning
         if cal is None or self._calibration_stale:
             return True
-        if n >= cal.count * t.calibration_growth or n * t.calibration_growth <= cal.count:
-            return True
         drifted = abs(n - cal.count) >= t.calibration_drift * cal.count
-        quiet = now - self._last_write >= t.calibration_settle_s
-        return drifted and (quiet or now - self._calibrated_at >= t.calibration_max_age_s)
+        if now - self._last_write >= t.calibration_settle_s:
+            return drifted  # writes paused: bring it up to date
+        since = now - self._calibrated_at
+        if since < cal.seconds * (1 / t.calibration_duty - 1):
+            return False  # writes going on: the calibrator keeps to its share of the time
+        grown = n >= cal.count * t.calibration_growth or n * t.calibration_growth <= cal.count
+        return grown or (drifted and since >= t.calibration_max_age_s)
 
     def calibrate(self, stop: threading.Event | None = None) -> Calibration | None:
         """Measures the recall@10 curve of the index with the holdout as queries and adopts it;
