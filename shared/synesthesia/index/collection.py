@@ -43,7 +43,8 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,11 +140,13 @@ class Collection:
         self._calibrated_at = 0.0  # time.monotonic() when the last one finished
         self._calibrate_mutex = threading.Lock()
         self._measuring = False  # a calibration is using the holdout: leave it as it is
+        self._writers = 0  # writes under way or waiting for the lock …
+        self._writers_mutex = threading.Lock()
         self._generation = 0  # bumped by every rebuild
         self._holdout: dict[int, np.ndarray] = {}  # label -> vector, never in the FAISS index
         self._holdout_arrays: tuple[np.ndarray, np.ndarray] | None = None  # cached stack of it
         self._rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
-        self._last_write = time.monotonic()
+        self._last_write = time.monotonic()  # … and when the last one finished
 
     # -- loading / rebuilding ------------------------------------------------------------------
 
@@ -296,14 +299,27 @@ class Collection:
         valid = check_items(self.spec, items)
         if not valid:
             return UpsertResult(0, self._applied_seq)
-        with self._lock.write():
+        with self._writing():
             self._check_alive()
             seqs = self._store.upsert(self.spec.name, valid)
             self._apply(lambda: self._apply_upsert(valid, seqs))
             self._applied_seq = seqs[-1]
-            self._last_write = time.monotonic()
             self._maintain()
             return UpsertResult(len(valid), seqs[-1])
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write lock; a writer counts from before it waits for the lock to after it is
+        done, so a write held up (by a snapshot, say) does not look like a pause in writes."""
+        with self._writers_mutex:
+            self._writers += 1
+        try:
+            with self._lock.write():
+                yield
+        finally:
+            with self._writers_mutex:
+                self._writers -= 1
+                self._last_write = time.monotonic()
 
     def _apply_upsert(self, valid: list[ValidItem], seqs: list[int]) -> None:
         old = [self._label_of[v.id] for v in valid if v.id in self._label_of]
@@ -341,14 +357,14 @@ class Collection:
     def delete(self, ids: Sequence[str]) -> list[str]:
         """Tombstones the given ids; unknown ids are ignored. Returns the ids deleted."""
         ids = check_ids(ids)
-        with self._lock.write():
+        with self._writing():
             self._check_alive()
             return self._delete_locked(ids)
 
     def delete_where(self, flt: Mapping[str, Any] | str | Filter) -> list[str]:
         """Deletes every live item matching the filter (an empty filter deletes everything)."""
         f = flt if isinstance(flt, Filter) else parse_filter(flt)
-        with self._lock.write():
+        with self._writing():
             self._check_alive()
             ids = [self._rows[lb][0] for lb in self._matching(f, None)]
             return self._delete_locked(ids)
@@ -359,7 +375,6 @@ class Collection:
         deleted = self._store.delete(self.spec.name, ids)
         if deleted:
             self._applied_seq = self._store.last_seq(self.spec.name)
-            self._last_write = time.monotonic()
             self._apply(lambda: self._forget([self._label_of[i] for i in deleted]))
             self._maintain()
         return deleted
@@ -378,7 +393,7 @@ class Collection:
 
     def compact(self) -> None:
         """Rebuilds the index without dead labels and purges tombstones from SQLite."""
-        with self._lock.write():
+        with self._writing():
             self._check_alive()
             self._rebuild()
             self._store.purge_tombstones(self.spec.name)
@@ -571,7 +586,7 @@ class Collection:
         if cal is None or self._calibration_stale:
             return True
         drifted = abs(n - cal.count) >= t.calibration_drift * cal.count
-        if now - self._last_write >= t.calibration_settle_s:
+        if not self._writers and now - self._last_write >= t.calibration_settle_s:
             return drifted  # writes paused: bring it up to date
         since = now - self._calibrated_at
         if since < cal.seconds * (1 / t.calibration_duty - 1):
