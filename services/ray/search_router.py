@@ -118,16 +118,16 @@ class ShardedStore:
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     async def query(
-        self, collection: str, vector: np.ndarray, k: int, flt: dict[str, Any]
+        self, collection: str, vector: np.ndarray, k: int, flt: dict[str, Any], recall: float | None
     ) -> list[Hit]:
-        return merge_top_k(await self._all("query", collection, vector, k, flt), k)
+        return merge_top_k(await self._all("query", collection, vector, k, flt, recall), k)
 
     async def query_by_id(
-        self, collection: str, item_id: str, k: int, flt: dict[str, Any]
+        self, collection: str, item_id: str, k: int, flt: dict[str, Any], recall: float | None
     ) -> list[Hit]:
         owner = shard_of(item_id, len(self.shards))
         vector = await self._call(owner, "vector_of", collection, item_id)
-        lists = await self._all("query", collection, vector, k + 1, flt)
+        lists = await self._all("query", collection, vector, k + 1, flt, recall)
         # the item itself is left out, as in the standalone service
         return merge_top_k([[h for h in hits if h.id != item_id] for hits in lists], k)
 

@@ -87,9 +87,9 @@ class SearchShard:
         return await self.store.get(collection, ids)
 
     async def query(
-        self, collection: str, vector: np.ndarray, k: int, flt: dict[str, Any]
+        self, collection: str, vector: np.ndarray, k: int, flt: dict[str, Any], recall: float | None
     ) -> list[Hit]:
-        return await self.store.query(collection, vector, k, flt)
+        return await self.store.query(collection, vector, k, flt, recall)
 
     async def vector_of(self, collection: str, item_id: str) -> np.ndarray:
         """The stored vector of ``item_id``; NotFound when this shard does not hold it."""

@@ -29,7 +29,14 @@ from synesthesia.index.types import (
     UpsertItem,
     validate_name,
 )
-from synesthesia.index.validate import as_vector, check_id, check_items, check_k, check_metadata
+from synesthesia.index.validate import (
+    as_vector,
+    check_id,
+    check_items,
+    check_k,
+    check_metadata,
+    check_recall,
+)
 from synesthesia.modality import Modality
 from synesthesia.protoconv import (
     config_to_proto,
@@ -93,11 +100,12 @@ class Store(Protocol):
     async def delete(self, collection: str, ids: list[str]) -> list[str]: ...
     async def delete_where(self, collection: str, flt: dict[str, Any]) -> list[str]: ...
     async def get(self, collection: str, ids: list[str]) -> list[StoredItem]: ...
+    # recall: the query's own recall@10 target (None: the collection's effort)
     async def query(
-        self, collection: str, vector: np.ndarray, k: int, flt: dict[str, Any]
+        self, collection: str, vector: np.ndarray, k: int, flt: dict[str, Any], recall: float | None
     ) -> list[Hit]: ...
     async def query_by_id(
-        self, collection: str, item_id: str, k: int, flt: dict[str, Any]
+        self, collection: str, item_id: str, k: int, flt: dict[str, Any], recall: float | None
     ) -> list[Hit]: ...
 
 
@@ -167,6 +175,9 @@ class SearchFlow:
             last_seq=info.last_seq,
             snapshot_seq=info.snapshot_seq,
             trained=info.trained,
+            search_effort=info.search_effort,
+            measured_recall=info.measured_recall,
+            calibrated_count=info.calibrated_count,
         )
 
     async def drop(self, collection: str) -> search_pb2.DropCollectionResponse:
@@ -319,9 +330,10 @@ class SearchFlow:
         spec = await self.store.spec(request.collection)  # NotFound first
         k = check_k(request.k)
         flt = self.query_filter(request)
+        recall = check_recall(request.recall_target)
         if kind == "id":
             check_id(request.id)
-            hits = await self.store.query_by_id(request.collection, request.id, k, flt)
+            hits = await self.store.query_by_id(request.collection, request.id, k, flt, recall)
             return _hits(hits)
         if kind == "vector":  # checked like the rest before any encoder could be asked
             _check_query_model(spec, request.vector.model_id or None)
@@ -332,7 +344,7 @@ class SearchFlow:
             )
             _check_query_model(spec, batch.model_id)
             q = as_vector(batch.vectors[0], spec.dim, 0, "query")
-        return _hits(await self.store.query(request.collection, q, k, flt))
+        return _hits(await self.store.query(request.collection, q, k, flt, recall))
 
     # -- classification ------------------------------------------------------------------------
     async def classify(
@@ -430,6 +442,9 @@ def spec_info(parts: Sequence[CollectionInfo]) -> CollectionInfo:
         index_ntotal=sum(p.index_ntotal for p in parts),
         dead_in_index=sum(p.dead_in_index for p in parts),
         trained=all(p.trained for p in parts),
+        search_effort=max(p.search_effort for p in parts),
+        measured_recall=min(p.measured_recall for p in parts),
+        calibrated_count=sum(p.calibrated_count for p in parts),
     )
 
 

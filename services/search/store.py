@@ -65,14 +65,16 @@ class LocalStore:
         return await self._run(self.manager.collection(collection).get, ids)
 
     async def query(
-        self, collection: str, vector: np.ndarray, k: int, flt: dict[str, Any]
+        self, collection: str, vector: np.ndarray, k: int, flt: dict[str, Any], recall: float | None
     ) -> list[Hit]:
-        return await self._run(self.manager.collection(collection).query, vector, k, flt)
+        coll = self.manager.collection(collection)
+        return await self._run(coll.query, vector, k, flt, recall)
 
     async def query_by_id(
-        self, collection: str, item_id: str, k: int, flt: dict[str, Any]
+        self, collection: str, item_id: str, k: int, flt: dict[str, Any], recall: float | None
     ) -> list[Hit]:
-        return await self._run(self.manager.collection(collection).query_by_id, item_id, k, flt)
+        coll = self.manager.collection(collection)
+        return await self._run(coll.query_by_id, item_id, k, flt, recall)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,22 @@ def test_upsert_stream_commits_every_chunk(client: SearchClient) -> None:
     acks = list(client.upsert_stream("bulk", items, batch_size=10))
     assert [len(a) for a in acks] == [10, 10, 5]
     assert client.describe_collection("bulk").count == 25
+
+
+def test_calibrated_search_effort_and_a_querys_recall_target(client: SearchClient) -> None:
+    made = client.create_collection("cal", dim=DIM, index="hnsw")  # no params: the defaults
+    assert made.index_params["ef_search"] == 0 and made.index_params["recall_target"] == 950
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1500, DIM)).astype(np.float32)
+    client.upsert("cal", [Item(str(i), vector=v, modality="image") for i, v in enumerate(x)])
+    deadline = time.monotonic() + 60
+    while (info := client.describe_collection("cal")).calibrated_count == 0:
+        assert time.monotonic() < deadline, "the service never calibrated the collection"
+        time.sleep(0.1)
+    assert info.search_effort > 0 and 0 < info.measured_recall <= 1
+    assert client.query("cal", vector=x[7], k=1, recall_target=0.99)[0].id == "7"
+    with pytest.raises(InvalidInput, match="recall_target"):
+        client.query("cal", vector=x[7], recall_target=1.5)
 
 
 def test_async_search_client(target: str) -> None:

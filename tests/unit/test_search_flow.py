@@ -68,6 +68,9 @@ def run(coro):  # type: ignore[no-untyped-def]
         ({"filter": dict_to_struct({"metadata": {"x": {"near": 1}}})}, "near"),
         ({"filter": dict_to_struct({"modality": "smell"})}, "smell"),
         ({"filter": dict_to_struct({"x": float("nan")})}, "finite"),
+        ({"recall_target": 1.5}, r"recall_target must be in \(0, 1\]"),
+        ({"recall_target": -0.5}, "recall_target"),
+        ({"recall_target": float("nan")}, "recall_target"),
     ],
 )
 def test_a_bad_query_is_refused_before_the_encoder_is_called(

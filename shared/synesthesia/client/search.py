@@ -152,13 +152,16 @@ class SearchClient(_SyncClient):
         model_id: str = "",
         sample_rate: int | None = None,
         timeout: float | None = None,
+        recall_target: float = 0.0,
     ) -> list[Hit]:
         """The ``k`` nearest items to one of text, a picture, a sound (bytes, a path, a PIL
         image or an array), a vector or a stored item's id, among ``modalities`` (all when
         empty) that match ``filter`` (e.g. ``{"metadata": {"kind": "dog", "year": {"gte":
-        2000}}}``)."""
+        2000}}}``). ``recall_target`` in (0, 1] asks an approximate index for that recall@10
+        (its calibrated search effort for it); 0 uses the collection's."""
         given = {"text": text, "image": image, "audio": audio, "vector": vector, "id": id}
         request = _query_request(collection, k, modalities, filter, model_id, given, sample_rate)
+        request.recall_target = recall_target
         return _hits(self._call("Query", request, timeout))
 
     def classify(
@@ -292,9 +295,11 @@ class AsyncSearchClient(_AsyncClient):
         model_id: str = "",
         sample_rate: int | None = None,
         timeout: float | None = None,
+        recall_target: float = 0.0,
     ) -> list[Hit]:
         given = {"text": text, "image": image, "audio": audio, "vector": vector, "id": id}
         request = _query_request(collection, k, modalities, filter, model_id, given, sample_rate)
+        request.recall_target = recall_target
         return _hits(await self._call("Query", request, timeout))
 
     async def classify(

@@ -65,7 +65,7 @@ class Collection:
 
 @dataclass(frozen=True)
 class CollectionInfo:
-    """``describe_collection``: the settings and the counters."""
+    """``describe_collection``: the settings, the counters and the search effort in use."""
 
     config: Collection
     count: int
@@ -74,6 +74,9 @@ class CollectionInfo:
     last_seq: int
     snapshot_seq: int
     trained: bool
+    search_effort: int = 0  # efSearch / nprobe of a query without its own recall_target
+    measured_recall: float = 0.0  # recall@10 last measured at it (1 exact, 0 not yet)
+    calibrated_count: int = 0  # live items when measured (0: never)
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,9 @@ def _info(reply: search_pb2.DescribeCollectionResponse) -> CollectionInfo:
         reply.last_seq,
         reply.snapshot_seq,
         reply.trained,
+        reply.search_effort,
+        reply.measured_recall,
+        reply.calibrated_count,
     )
 
 

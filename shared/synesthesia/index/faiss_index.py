@@ -11,9 +11,10 @@ one version of one item and is never reused. Kinds:
   index renumbers after a removal, which IVF does not (labels would silently shift).
 
 Snapshot file: ``SYNSNAP1`` + 4-byte header length + JSON header (seq covered, spec fingerprint,
-sha256 and length of the payload) + ``faiss.serialize_index`` bytes. Written to a temporary file,
-fsynced, renamed over the old one and the directory fsynced, so a crash leaves either the old or
-the new snapshot, never a torn one; the checksum catches anything else."""
+sha256 and length of the payload, the collection's ``extra``) + ``faiss.serialize_index``
+bytes. Written to a temporary file, fsynced, renamed over the old one and the directory fsynced,
+so a crash leaves either the old or the new snapshot, never a torn one; the checksum catches
+anything else."""
 
 from __future__ import annotations
 
@@ -121,18 +122,18 @@ class VectorIndex:
         return int(self.index.remove_ids(sel))
 
     def search(
-        self, queries: np.ndarray, k: int, selector: Any | None, widen: float = 1.0
+        self, queries: np.ndarray, k: int, selector: Any | None, widen: float, effort: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS search; ``widen`` >= 1 scales efSearch / nprobe for selective filters."""
-        p = self.spec.params
+        """FAISS search at ``effort`` (efSearch for hnsw, nprobe for ivf; ignored by exact
+        indexes), scaled by ``widen`` >= 1 for selective filters."""
         inner = self.inner
         params: Any
         if isinstance(inner, faiss.IndexHNSW):
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
-            params.efSearch = int(min(max(p["ef_search"] * widen, k), 1 << 14))
+            params.efSearch = int(min(max(effort * widen, k), 1 << 14))
         elif isinstance(inner, faiss.IndexIVF):
             params = faiss.SearchParametersIVF()
-            params.nprobe = int(min(p["nprobe"] * widen, p["nlist"]))
+            params.nprobe = int(max(min(effort * widen, self.spec.params["nlist"]), 1))
         else:
             params = faiss.SearchParameters()
         if selector is not None:
@@ -161,8 +162,11 @@ def _fingerprint(spec: CollectionSpec) -> dict[str, Any]:
 _fsync_lock = threading.Lock()
 
 
-def write_snapshot(path: Path, vi: VectorIndex, seq: int) -> int:
-    """Atomically replaces ``path``; returns its size in bytes."""
+def write_snapshot(
+    path: Path, vi: VectorIndex, seq: int, extra: dict[str, Any] | None = None
+) -> int:
+    """Atomically replaces ``path``; returns its size in bytes. ``extra``: JSON the collection
+    keeps with the index (its calibration and holdout), returned by :func:`read_snapshot`."""
     payload = faiss.serialize_index(vi.index)
     header = json.dumps(
         {
@@ -170,6 +174,7 @@ def write_snapshot(path: Path, vi: VectorIndex, seq: int) -> int:
             "spec": _fingerprint(vi.spec),
             "sha256": hashlib.sha256(payload.data).hexdigest(),
             "length": int(payload.nbytes),
+            "extra": extra or {},
         }
     ).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,8 +197,9 @@ def write_snapshot(path: Path, vi: VectorIndex, seq: int) -> int:
     return path.stat().st_size
 
 
-def read_snapshot(path: Path, spec: CollectionSpec) -> tuple[VectorIndex, int]:
-    """(index, seq covered); raises SnapshotError for anything unusable."""
+def read_snapshot(path: Path, spec: CollectionSpec) -> tuple[VectorIndex, int, dict[str, Any]]:
+    """(index, seq covered, the ``extra`` it was written with); raises SnapshotError for
+    anything unusable."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -210,6 +216,9 @@ def read_snapshot(path: Path, spec: CollectionSpec) -> tuple[VectorIndex, int]:
         expected_len = int(header["length"])
         expected_sha = str(header["sha256"])
         fingerprint = header["spec"]
+        extra = header.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise TypeError("extra is not an object")
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"bad snapshot header: {exc}") from None
     payload = memoryview(data)[start + hlen :]
@@ -223,7 +232,7 @@ def read_snapshot(path: Path, spec: CollectionSpec) -> tuple[VectorIndex, int]:
         raise SnapshotError(f"faiss cannot read the snapshot: {exc}") from None
     if not isinstance(index, faiss.IndexIDMap2 | faiss.IndexIVF) or index.d != spec.dim:
         raise SnapshotError("snapshot holds an unexpected index type")
-    return VectorIndex(spec, index), seq
+    return VectorIndex(spec, index), seq, extra
 
 
 def train_threshold(spec: CollectionSpec) -> int:

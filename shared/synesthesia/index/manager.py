@@ -1,7 +1,10 @@
 """The collections of one data directory: ``<dir>/index.sqlite3`` plus ``<dir>/snapshots/``.
 
 Only one process may open a data directory at a time (an ``flock`` on ``<dir>/LOCK`` enforces
-it): two processes would each keep their own FAISS index and diverge."""
+it): two processes would each keep their own FAISS index and diverge.
+
+A background thread (``Tuning.calibrate_in_background``) measures the search effort of the
+approximate collections whose calibration is due (see collection.py), one at a time."""
 
 from __future__ import annotations
 
@@ -9,11 +12,13 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from synesthesia.errors import FailedPrecondition, InvalidInput, NotFound
+from synesthesia.index.calibration import Cancelled
 from synesthesia.index.collection import Collection, Tuning
 from synesthesia.index.store import Store
 from synesthesia.index.types import CollectionInfo, CollectionSpec, IndexKind, Metric, validate_name
@@ -54,6 +59,32 @@ class IndexManager:
             coll = self._new(spec)
             coll.load()
             self._collections[spec.name] = coll
+        self._stop = threading.Event()
+        self._calibrator: threading.Thread | None = None
+        if self._tuning.calibrate_in_background:
+            self._calibrator = threading.Thread(
+                target=self._calibrate_loop, name="index-calibration", daemon=True
+            )
+            self._calibrator.start()
+
+    def _calibrate_loop(self) -> None:
+        retry_after: dict[int, float] = {}  # a failed calibration is retried a minute later
+        while not self._stop.wait(self._tuning.calibration_poll_s):
+            with self._lock:
+                colls = list(self._collections.values())
+            for coll in colls:
+                now = time.monotonic()
+                if self._stop.is_set():
+                    return
+                if retry_after.get(id(coll), 0.0) > now or not coll.calibration_due(now):
+                    continue
+                try:
+                    coll.calibrate(self._stop)
+                except (NotFound, Cancelled):
+                    pass  # dropped meanwhile, or closing
+                except Exception:
+                    log.exception("collection %s: calibration failed", coll.spec.name)
+                    retry_after[id(coll)] = now + 60.0
 
     def _new(self, spec: CollectionSpec) -> Collection:
         return Collection(spec, self._store, self._snapshot_path(spec.name), self._tuning)
@@ -111,6 +142,9 @@ class IndexManager:
 
     def close(self, snapshot: bool = True) -> None:
         """Snapshots what changed (so the next start replays little), then releases the dir."""
+        self._stop.set()
+        if self._calibrator is not None:
+            self._calibrator.join()
         try:
             if snapshot:
                 self.snapshot_all()

@@ -126,3 +126,20 @@ def check_k(k: Any) -> int:
     if not 1 <= int(k) <= MAX_K:
         raise InvalidInput(f"k must be between 1 and {MAX_K}, got {k}")
     return int(k)
+
+
+def check_recall(value: Any) -> float | None:
+    """A query's own recall@10 target: None (or 0) means the collection's ``recall_target``;
+    otherwise a number in (0, 1]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InvalidInput(f"recall_target must be a number, got {value!r}")
+    target = float(value)
+    if target == 0:
+        return None
+    if not (math.isfinite(target) and 0 < target <= 1):
+        raise InvalidInput(
+            f"recall_target must be in (0, 1] (0 or unset: the collection's), got {value!r}"
+        )
+    return target

@@ -105,7 +105,7 @@ class DescribeCollectionRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class DescribeCollectionResponse(_message.Message):
-    __slots__ = ("config", "count", "tombstones", "bytes_on_disk", "last_seq", "snapshot_seq", "trained")
+    __slots__ = ("config", "count", "tombstones", "bytes_on_disk", "last_seq", "snapshot_seq", "trained", "search_effort", "measured_recall", "calibrated_count")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,9 @@ class DescribeCollectionResponse(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_SEQ_FIELD_NUMBER: _ClassVar[int]
     TRAINED_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_EFFORT_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_RECALL_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_COUNT_FIELD_NUMBER: _ClassVar[int]
     config: CollectionConfig
     count: int
     tombstones: int
@@ -120,7 +123,10 @@ class DescribeCollectionResponse(_message.Message):
     last_seq: int
     snapshot_seq: int
     trained: bool
-    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., count: _Optional[int] = ..., tombstones: _Optional[int] = ..., bytes_on_disk: _Optional[int] = ..., last_seq: _Optional[int] = ..., snapshot_seq: _Optional[int] = ..., trained: _Optional[bool] = ...) -> None: ...
+    search_effort: int
+    measured_recall: float
+    calibrated_count: int
+    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., count: _Optional[int] = ..., tombstones: _Optional[int] = ..., bytes_on_disk: _Optional[int] = ..., last_seq: _Optional[int] = ..., snapshot_seq: _Optional[int] = ..., trained: _Optional[bool] = ..., search_effort: _Optional[int] = ..., measured_recall: _Optional[float] = ..., calibrated_count: _Optional[int] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("collection",)
@@ -207,7 +213,7 @@ class GetResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[StoredItem, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("collection", "text", "image", "audio", "vector", "id", "k", "modalities", "filter")
+    __slots__ = ("collection", "text", "image", "audio", "vector", "id", "k", "modalities", "filter", "recall_target")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +223,7 @@ class QueryRequest(_message.Message):
     K_FIELD_NUMBER: _ClassVar[int]
     MODALITIES_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    RECALL_TARGET_FIELD_NUMBER: _ClassVar[int]
     collection: str
     text: str
     image: bytes
@@ -226,7 +233,8 @@ class QueryRequest(_message.Message):
     k: int
     modalities: _containers.RepeatedScalarFieldContainer[_common_pb2.Modality]
     filter: _struct_pb2.Struct
-    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., audio: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., id: _Optional[str] = ..., k: _Optional[int] = ..., modalities: _Optional[_Iterable[_Union[_common_pb2.Modality, str]]] = ..., filter: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    recall_target: float
+    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., audio: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., id: _Optional[str] = ..., k: _Optional[int] = ..., modalities: _Optional[_Iterable[_Union[_common_pb2.Modality, str]]] = ..., filter: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., recall_target: _Optional[float] = ...) -> None: ...
 
 class QueryHit(_message.Message):
     __slots__ = ("id", "score", "modality", "metadata")
