@@ -191,7 +191,7 @@ class Collection:
             raise SnapshotError("snapshot lacks items it should cover")
         extra = np.setdiff1d(in_index, live, assume_unique=True)
         held_seqs, held_vecs = self._store.vectors_for(
-            self.spec.name, self.spec.dim, np.intersect1d(held, live)
+            self.spec.name, self.spec.dim, np.setdiff1d(np.intersect1d(held, live), in_index)
         )
         self._set_holdout(dict(zip(held_seqs.tolist(), held_vecs, strict=True)))
         for seqs, vecs in self._store.iter_vectors(self.spec.name, self.spec.dim, after_seq=seq):
@@ -242,7 +242,8 @@ class Collection:
         t = self._tuning
         if not kept and self._holds and len(self._rows) >= t.calibration_min_items:
             live = np.fromiter(self._rows, dtype=np.int64, count=len(self._rows))
-            draw = set(self._rng.choice(live, t.calibration_queries, replace=False).tolist())
+            size = min(t.calibration_queries, len(live))
+            draw = set(self._rng.choice(live, size, replace=False).tolist())
             for seqs, vecs in chunks:
                 kept.update((int(s), vecs[i].copy()) for i, s in enumerate(seqs) if s in draw)
         self._set_holdout(kept)
