@@ -55,6 +55,7 @@ from synesthesia.index.types import (
 )
 from synesthesia.index.validate import (
     ValidItem,
+    as_matrix,
     as_vector,
     check_id,
     check_ids,
@@ -273,7 +274,19 @@ class Collection:
         f = flt if isinstance(flt, Filter) else parse_filter(flt)
         with self._lock.read():
             self._check_alive()
-            return self._search(q, k, f, exclude=None)
+            return self._search(q[None], k, f, exclude=None)[0]
+
+    def query_batch(
+        self, vectors: Any, k: int, flt: Mapping[str, Any] | str | Filter | None = None
+    ) -> list[list[Hit]]:
+        """``query`` of every row of ``vectors`` (n x dim) with one FAISS call: the same hits,
+        in row order. A bad row is InvalidInput naming it ("item 3 (id 'query'): …")."""
+        k = check_k(k)
+        qs = as_matrix(vectors, self.spec.dim, "query")
+        f = flt if isinstance(flt, Filter) else parse_filter(flt)
+        with self._lock.read():
+            self._check_alive()
+            return self._search(qs, k, f, exclude=None)
 
     def query_by_id(
         self, item_id: str, k: int, flt: Mapping[str, Any] | str | Filter | None = None
@@ -288,9 +301,10 @@ class Collection:
             if label is None:
                 raise NotFound(f"item {item_id!r} is not in collection {self.spec.name!r}")
             _, vecs = self._store.vectors_for(self.spec.name, self.spec.dim, [label])
-            return self._search(vecs[0], k, f, exclude=label)
+            return self._search(vecs[:1], k, f, exclude=label)[0]
 
-    def _search(self, q: np.ndarray, k: int, f: Filter, exclude: int | None) -> list[Hit]:
+    def _search(self, qs: np.ndarray, k: int, f: Filter, exclude: int | None) -> list[list[Hit]]:
+        """The hits of every row of ``qs`` (n x dim), searched with one FAISS call."""
         allowed: np.ndarray | None = None
         if not f.is_empty:
             allowed = self._matching(f, exclude)
@@ -298,10 +312,10 @@ class Collection:
         else:
             n_cand = len(self._rows) - (exclude is not None)
         want = min(k, n_cand)
-        if want <= 0:
-            return []
+        if want <= 0 or not len(qs):
+            return [[] for _ in qs]
         if allowed is not None and not self._index.is_exact and n_cand <= self._tuning.exact_limit:
-            return self._exact(q, k, allowed)
+            return self._exact(qs, k, allowed)
         selector: Any = None
         if allowed is not None:
             selector = faiss.IDSelectorBatch(allowed)
@@ -309,22 +323,30 @@ class Collection:
             selector = self._excluding(exclude)
         widen = min(len(self._rows) / max(n_cand, 1), 32.0)
         rerank = 1 if self._index.is_exact else int(self.spec.params.get("rerank", 1))
-        dist, labels = self._index.search(q, min(k * rerank, MAX_K * 8), selector, widen)
-        hits = [(int(lb), float(d)) for lb, d in zip(labels, dist, strict=True) if lb >= 0]
-        if len(hits) < want:
-            log.info(
-                "collection %s: approximate search short (%d < %d); exact scan",
-                self.spec.name,
-                len(hits),
-                want,
-            )
-            if allowed is None:
-                allowed = np.fromiter((lb for lb in self._rows if lb != exclude), dtype=np.int64)
-            return self._exact(q, k, allowed)
-        if rerank > 1:  # compressed distances are coarse: re-score the candidates exactly
-            return self._exact(q, k, np.fromiter((lb for lb, _ in hits), dtype=np.int64))
+        dist, labels = self._index.search(qs, min(k * rerank, MAX_K * 8), selector, widen)
         sign = -1.0 if self.spec.metric is Metric.L2 else 1.0
-        return [self._hit(lb, sign * d) for lb, d in hits]
+        out: list[list[Hit]] = []
+        # one conversion of the whole result to Python numbers, not one per hit
+        for q, row_l, row_d in zip(qs, labels.tolist(), dist.tolist(), strict=True):
+            hits = [(lb, d) for lb, d in zip(row_l, row_d, strict=True) if lb >= 0]
+            if len(hits) < want:
+                log.info(
+                    "collection %s: approximate search short (%d < %d); exact scan",
+                    self.spec.name,
+                    len(hits),
+                    want,
+                )
+                if allowed is None:
+                    allowed = np.fromiter(
+                        (lb for lb in self._rows if lb != exclude), dtype=np.int64
+                    )
+                out.extend(self._exact(q[None], k, allowed))
+            elif rerank > 1:  # compressed distances are coarse: re-score the candidates exactly
+                cand = np.fromiter((lb for lb, _ in hits), dtype=np.int64)
+                out.extend(self._exact(q[None], k, cand))
+            else:
+                out.append([self._hit(lb, sign * d) for lb, d in hits])
+        return out
 
     def _matching(self, f: Filter, exclude: int | None) -> np.ndarray:
         """Live labels matching ``f`` (``exclude`` left out), narrowed by the postings first."""
@@ -348,11 +370,16 @@ class Collection:
         sel.referenced_batch = batch  # type: ignore[attr-defined]  # keeps the inner one alive
         return sel
 
-    def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray) -> list[Hit]:
+    def _exact(self, qs: np.ndarray, k: int, allowed: np.ndarray) -> list[list[Hit]]:
+        """Every row of ``qs`` scored exactly against ``allowed`` (read from SQLite once)."""
         seqs, vecs = self._store.vectors_for(self.spec.name, self.spec.dim, allowed)
-        scores = vecs @ q if self.spec.metric is Metric.IP else -np.square(vecs - q).sum(axis=1)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [self._hit(int(seqs[i]), float(scores[i])) for i in top]
+        ip = self.spec.metric is Metric.IP
+        out: list[list[Hit]] = []
+        for q in qs:
+            scores = vecs @ q if ip else -np.square(vecs - q).sum(axis=1)
+            top = np.argsort(-scores, kind="stable")[:k]
+            out.append([self._hit(int(seqs[i]), float(scores[i])) for i in top])
+        return out
 
     def _hit(self, label: int, score: float) -> Hit:
         item_id, modality, metadata = self._rows[label]
