@@ -1,24 +1,145 @@
 """The standalone service's Store: one IndexManager (SQLite + FAISS) on local disk, its blocking
-calls run in a small thread pool so the event loop stays free."""
+calls run in a small thread pool so the event loop stays free.
+
+Vector searches take a path of their own, ``SearchBatcher``: concurrent searches of a collection
+with the same k and filter are merged into one ``Collection.query_batch`` call, so that under
+load one thread hop and one FAISS call serve many queries, on "search lanes" (one thread per
+core, one FAISS thread each). A search that finds a lane free starts at once: merging never
+makes a query wait."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import faiss
 import numpy as np
 from synesthesia.index import IndexManager
 from synesthesia.index.types import CollectionInfo, CollectionSpec, Hit, StoredItem, UpsertItem
+from synesthesia.services.search.flow import filter_key
 
 T = TypeVar("T")
+
+#: FAISS calls running at once, each on one thread of its own ("lanes"). Several single-threaded
+#: calls keep every core busy without FAISS's parallel regions, whose threads spin waiting for
+#: one another whenever the event loop (or anything else) takes their core.
+SEARCH_LANES = faiss.omp_get_max_threads()
+#: Vectors merged into one call at most.
+MAX_MERGED_ROWS = 1024
+#: A search of more vectors is cut into parts of this many, which free lanes share.
+PART_ROWS = 32
+
+
+@dataclass
+class _Search:
+    vectors: np.ndarray  # (n, dim), validated
+    flt: dict[str, Any]
+    future: asyncio.Future[list[list[Hit]]] = field(repr=False)
+
+
+class SearchBatcher:
+    """Runs vector searches in ``lanes`` threads. A search starts at once while a lane is free;
+    otherwise it waits, and the next lane to free up takes the waiting searches of the first
+    waiting (collection, k, filter) as one call: all of them, or its share when other lanes are
+    free too (at most ``max_rows`` vectors). A merged call that fails is rerun search by search,
+    so that each caller gets its own answer."""
+
+    def __init__(
+        self, manager: IndexManager, lanes: int = SEARCH_LANES, max_rows: int = MAX_MERGED_ROWS
+    ) -> None:
+        self.manager = manager
+        self.lanes = max(1, lanes)
+        self.max_rows = max_rows
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.lanes,
+            thread_name_prefix="search",
+            initializer=faiss.omp_set_num_threads,  # the calling thread's own setting
+            initargs=(1,),
+        )
+        self._waiting: dict[tuple[str, int, str], list[_Search]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def search(
+        self, collection: str, vectors: np.ndarray, k: int, flt: dict[str, Any]
+    ) -> list[list[Hit]]:
+        """The hits of every row of ``vectors`` (validated, n x dim)."""
+        loop = asyncio.get_running_loop()
+        parts = [vectors[s : s + PART_ROWS] for s in range(0, max(len(vectors), 1), PART_ROWS)]
+        searches = [_Search(part, flt, loop.create_future()) for part in parts]
+        self._waiting.setdefault((collection, k, filter_key(flt)), []).extend(searches)
+        self._start()
+        if len(searches) == 1:
+            return await searches[0].future
+        results = await asyncio.gather(*(s.future for s in searches))
+        return [hits for part in results for hits in part]
+
+    def _start(self) -> None:
+        while len(self._running) < self.lanes and self._waiting:
+            key = next(iter(self._waiting))
+            queue = self._waiting[key]
+            free = self.lanes - len(self._running)
+            share = min(self.max_rows, -(-sum(len(s.vectors) for s in queue) // free))
+            taken: list[_Search] = []
+            rows = 0
+            while queue and (not taken or rows + len(queue[0].vectors) <= share):
+                search = queue.pop(0)
+                if not search.future.done():  # else its caller has gone
+                    taken.append(search)
+                    rows += len(search.vectors)
+            if not queue:
+                del self._waiting[key]
+            if taken:
+                task = asyncio.get_running_loop().create_task(self._run(key[0], key[1], taken))
+                self._running.add(task)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._start()
+
+    async def _call(
+        self, collection: str, vectors: np.ndarray, k: int, flt: dict[str, Any]
+    ) -> list[list[Hit]]:
+        coll = self.manager.collection(collection)  # NotFound
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, coll.query_batch, vectors, k, flt)
+
+    async def _run(self, collection: str, k: int, taken: list[_Search]) -> None:
+        if len(taken) > 1:
+            merged = np.concatenate([s.vectors for s in taken])
+            try:
+                results = await self._call(collection, merged, k, taken[0].flt)
+            except Exception:
+                pass  # each search again, alone, for its own error
+            else:
+                start = 0
+                for s in taken:
+                    if not s.future.done():  # its caller may have gone
+                        s.future.set_result(results[start : start + len(s.vectors)])
+                    start += len(s.vectors)
+                return
+        for s in taken:
+            try:
+                result = await self._call(collection, s.vectors, k, s.flt)
+            except Exception as exc:
+                if not s.future.done():
+                    s.future.set_exception(exc)
+            else:
+                if not s.future.done():
+                    s.future.set_result(result)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 class LocalStore:
     def __init__(self, manager: IndexManager, threads: int = 4) -> None:
         self.manager = manager
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="index")
+        self._searches = SearchBatcher(manager)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -67,7 +188,12 @@ class LocalStore:
     async def query(
         self, collection: str, vector: np.ndarray, k: int, flt: dict[str, Any]
     ) -> list[Hit]:
-        return await self._run(self.manager.collection(collection).query, vector, k, flt)
+        return (await self._searches.search(collection, np.asarray(vector)[None], k, flt))[0]
+
+    async def query_batch(
+        self, collection: str, vectors: np.ndarray, k: int, flt: dict[str, Any]
+    ) -> list[list[Hit]]:
+        return await self._searches.search(collection, vectors, k, flt)
 
     async def query_by_id(
         self, collection: str, item_id: str, k: int, flt: dict[str, Any]
@@ -75,4 +201,5 @@ class LocalStore:
         return await self._run(self.manager.collection(collection).query_by_id, item_id, k, flt)
 
     def close(self) -> None:
+        self._searches.close()
         self._pool.shutdown(wait=True)
