@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -27,10 +27,12 @@ T = TypeVar("T")
 #: calls keep every core busy without FAISS's parallel regions, whose threads spin waiting for
 #: one another whenever the event loop (or anything else) takes their core.
 SEARCH_LANES = faiss.omp_get_max_threads()
-#: Vectors merged into one call at most.
+#: About the most vectors merged into one call (whole searches, or parts of PART_ROWS).
 MAX_MERGED_ROWS = 1024
-#: A search of more vectors is cut into parts of this many, which free lanes share.
-PART_ROWS = 32
+#: A search of more vectors is cut into parts of this many, which free lanes share; a lane
+#: beyond the first starts only for this many waiting vectors (fewer run better merged on one
+#: lane than spread: every extra call is a thread hop, and its thread contends for the GIL).
+PART_ROWS = 16
 
 
 @dataclass
@@ -40,11 +42,21 @@ class _Search:
     future: asyncio.Future[list[list[Hit]]] = field(repr=False)
 
 
+def _answer(search: _Search, result: list[list[Hit]] | None, error: BaseException | None) -> None:
+    if search.future.done():  # its caller has gone
+        return
+    if error is not None:
+        search.future.set_exception(error)
+    else:
+        search.future.set_result(result)  # type: ignore[arg-type]
+
+
 class SearchBatcher:
-    """Runs vector searches in ``lanes`` threads. A search starts at once while a lane is free;
-    otherwise it waits, and the next lane to free up takes the waiting searches of the first
-    waiting (collection, k, filter) as one call: all of them, or its share when other lanes are
-    free too (at most ``max_rows`` vectors). A merged call that fails is rerun search by search,
+    """Runs vector searches in ``lanes`` threads. A search starts at once when every lane is
+    free; otherwise it waits, and the next lane to free up takes the waiting searches of the
+    first waiting (collection, k, filter) as one call: all of them, or its share when other
+    lanes are free too (about ``max_rows`` vectors at most). A free lane joins in only for
+    ``PART_ROWS`` waiting vectors or more. A merged call that fails is rerun search by search,
     so that each caller gets its own answer."""
 
     def __init__(
@@ -60,14 +72,17 @@ class SearchBatcher:
             initargs=(1,),
         )
         self._waiting: dict[tuple[str, int, str], list[_Search]] = {}
-        self._running: set[asyncio.Task[None]] = set()
+        self._busy = 0  # calls in the lanes
 
     async def search(
         self, collection: str, vectors: np.ndarray, k: int, flt: dict[str, Any]
     ) -> list[list[Hit]]:
         """The hits of every row of ``vectors`` (validated, n x dim)."""
         loop = asyncio.get_running_loop()
-        parts = [vectors[s : s + PART_ROWS] for s in range(0, max(len(vectors), 1), PART_ROWS)]
+        if len(vectors) <= PART_ROWS:
+            parts = [vectors]
+        else:
+            parts = [vectors[s : s + PART_ROWS] for s in range(0, len(vectors), PART_ROWS)]
         searches = [_Search(part, flt, loop.create_future()) for part in parts]
         self._waiting.setdefault((collection, k, filter_key(flt)), []).extend(searches)
         self._start()
@@ -77,14 +92,16 @@ class SearchBatcher:
         return [hits for part in results for hits in part]
 
     def _start(self) -> None:
-        while len(self._running) < self.lanes and self._waiting:
+        while self._busy < self.lanes and self._waiting:
             key = next(iter(self._waiting))
             queue = self._waiting[key]
-            free = self.lanes - len(self._running)
-            share = min(self.max_rows, -(-sum(len(s.vectors) for s in queue) // free))
+            waiting = sum(len(s.vectors) for s in queue)
+            if self._busy and waiting < PART_ROWS:
+                return  # a few queries: merged into the busy lane's next call, not spread out
+            share = min(self.max_rows, -(-waiting // (self.lanes - self._busy)))
             taken: list[_Search] = []
             rows = 0
-            while queue and (not taken or rows + len(queue[0].vectors) <= share):
+            while queue and rows < share:
                 search = queue.pop(0)
                 if not search.future.done():  # else its caller has gone
                     taken.append(search)
@@ -92,44 +109,41 @@ class SearchBatcher:
             if not queue:
                 del self._waiting[key]
             if taken:
-                task = asyncio.get_running_loop().create_task(self._run(key[0], key[1], taken))
-                self._running.add(task)
-                task.add_done_callback(self._finished)
+                self._launch(key[0], key[1], taken)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._start()
-
-    async def _call(
-        self, collection: str, vectors: np.ndarray, k: int, flt: dict[str, Any]
-    ) -> list[list[Hit]]:
-        coll = self.manager.collection(collection)  # NotFound
+    def _launch(self, collection: str, k: int, taken: list[_Search]) -> None:
+        """``taken`` as one call in a lane; ``_landed`` answers them on the event loop (no
+        asyncio future or task in between)."""
+        try:
+            coll = self.manager.collection(collection)  # NotFound
+        except Exception as exc:
+            for search in taken:
+                _answer(search, None, exc)
+            return
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, coll.query_batch, vectors, k, flt)
+        merged = np.concatenate([s.vectors for s in taken]) if len(taken) > 1 else taken[0].vectors
+        self._busy += 1
+        call = self._pool.submit(coll.query_batch, merged, k, taken[0].flt)
+        call.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(self._landed, collection, k, taken, done)
+        )
 
-    async def _run(self, collection: str, k: int, taken: list[_Search]) -> None:
-        if len(taken) > 1:
-            merged = np.concatenate([s.vectors for s in taken])
-            try:
-                results = await self._call(collection, merged, k, taken[0].flt)
-            except Exception:
-                pass  # each search again, alone, for its own error
-            else:
-                start = 0
-                for s in taken:
-                    if not s.future.done():  # its caller may have gone
-                        s.future.set_result(results[start : start + len(s.vectors)])
-                    start += len(s.vectors)
-                return
-        for s in taken:
-            try:
-                result = await self._call(collection, s.vectors, k, s.flt)
-            except Exception as exc:
-                if not s.future.done():
-                    s.future.set_exception(exc)
-            else:
-                if not s.future.done():
-                    s.future.set_result(result)
+    def _landed(
+        self, collection: str, k: int, taken: list[_Search], done: Future[list[list[Hit]]]
+    ) -> None:
+        self._busy -= 1
+        error = done.exception()
+        if error is not None and len(taken) > 1:
+            for search in taken:  # each again, alone, for its own answer
+                self._launch(collection, k, [search])
+        elif error is not None:
+            _answer(taken[0], None, error)
+        else:
+            results, start = done.result(), 0
+            for search in taken:
+                _answer(search, results[start : start + len(search.vectors)], None)
+                start += len(search.vectors)
+        self._start()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -69,7 +69,7 @@ def test_batch_edges(tmp_path: Path, vectors: np.ndarray) -> None:
         bad[2, 1] = np.nan
         with pytest.raises(InvalidInput, match=r"item 2 \(id 'query'\): vector contains NaN"):
             coll.query_batch(bad, 5)
-        with pytest.raises(InvalidInput, match="item 1 .*dimension 3, expected 16"):
+        with pytest.raises(InvalidInput, match=r"item 1 .*dimension 3, expected 16"):
             coll.query_batch([vectors[0], [1.0, 2.0, 3.0]], 5)
         with pytest.raises(InvalidInput, match="k must be between"):
             coll.query_batch(vectors[:2], 0)
