@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,23 +141,30 @@ async def drive(target: str, modality: Modality, items: list, clients: int) -> f
             await c.close()
 
 
-def served(args: argparse.Namespace, items: list) -> tuple[float, float]:
-    """(items/s, mean rows per forward pass) of the service in a child process."""
-    cmd = [sys.executable, __file__, "--child", *sys.argv[1:]]
+@contextlib.contextmanager
+def child_service(cmd: list[str]) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A service in a child process that prints ``{"port": N}`` once it serves and serves until
+    its stdin closes: (the process, the port); killed if it is still running at the end."""
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdin is not None
         line = proc.stdout.readline()
         if not line:
             raise SystemExit("the service did not start")
-        port = json.loads(line)["port"]
-        rate = asyncio.run(drive(f"127.0.0.1:{port}", Modality(args.modality), items, args.clients))
-        proc.stdin.close()
-        calls = json.loads(proc.stdout.readline())["forward_calls"]
-        proc.wait(60)
+        yield proc, int(json.loads(line)["port"])
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def served(args: argparse.Namespace, items: list) -> tuple[float, float]:
+    """(items/s, mean rows per forward pass) of the service in a child process."""
+    with child_service([sys.executable, __file__, "--child", *sys.argv[1:]]) as (proc, port):
+        rate = asyncio.run(drive(f"127.0.0.1:{port}", Modality(args.modality), items, args.clients))
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        calls = json.loads(proc.stdout.readline())["forward_calls"]
+        proc.wait(60)
     # forward calls: one warm-up at start, one per client's warm-up batch at most
     return rate, len(items) / max(calls - 1 - args.clients / max(args.batch, 1), 1)
 
@@ -188,7 +197,9 @@ def main() -> int:
     )
     for precision in precisions:
         emb = build_embedder(args.model, modality, precision, args.batch)
-        rows.append((f"in-process {precision}", in_process(emb, modality, items, args.batch, args.rounds)))
+        rows.append(
+            (f"in-process {precision}", in_process(emb, modality, items, args.batch, args.rounds))
+        )
         del emb
         gc.collect()
     rate, fill = served(args, items[: args.items])
