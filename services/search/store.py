@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import faiss
 import numpy as np
-from synesthesia.index import IndexManager
+from synesthesia.index import Collection, IndexManager
 from synesthesia.index.types import CollectionInfo, CollectionSpec, Hit, StoredItem, UpsertItem
 from synesthesia.services.search.flow import filter_key
 
@@ -42,7 +42,34 @@ class _Search:
     future: asyncio.Future[list[list[Hit]]] = field(repr=False)
 
 
-def _answer(search: _Search, result: list[list[Hit]] | None, error: BaseException | None) -> None:
+_Answer = tuple[list[list[Hit]] | None, Exception | None]
+
+
+def _in_lane(coll: Collection, taken: list[_Search], k: int) -> list[_Answer]:
+    """In a lane: ``taken`` as one Collection.query_batch call; if that fails, each search
+    alone, so that each gets its own answer (its own error)."""
+    if len(taken) > 1:
+        try:
+            merged = coll.query_batch(np.concatenate([s.vectors for s in taken]), k, taken[0].flt)
+        except Exception:
+            pass
+        else:
+            answers: list[_Answer] = []
+            start = 0
+            for search in taken:
+                answers.append((merged[start : start + len(search.vectors)], None))
+                start += len(search.vectors)
+            return answers
+    alone: list[_Answer] = []
+    for search in taken:
+        try:
+            alone.append((coll.query_batch(search.vectors, k, search.flt), None))
+        except Exception as exc:
+            alone.append((None, exc))
+    return alone
+
+
+def _answer(search: _Search, result: list[list[Hit]] | None, error: Exception | None) -> None:
     if search.future.done():  # its caller has gone
         return
     if error is not None:
@@ -54,8 +81,8 @@ def _answer(search: _Search, result: list[list[Hit]] | None, error: BaseExceptio
 class SearchBatcher:
     """Runs vector searches in ``lanes`` threads. A search starts at once when every lane is
     free; otherwise it waits, and the next lane to free up takes the waiting searches of the
-    first waiting (collection, k, filter) as one call: all of them, or its share when other
-    lanes are free too (about ``max_rows`` vectors at most). A free lane joins in only for
+    first waiting (collection, k, filter) as one call: all of them when they are few, else a
+    lane's share (about ``max_rows`` vectors at most). A free lane joins in only for
     ``PART_ROWS`` waiting vectors or more. A merged call that fails is rerun search by search,
     so that each caller gets its own answer."""
 
@@ -65,14 +92,19 @@ class SearchBatcher:
         self.manager = manager
         self.lanes = max(1, lanes)
         self.max_rows = max_rows
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.lanes,
-            thread_name_prefix="search",
-            initializer=faiss.omp_set_num_threads,  # the calling thread's own setting
-            initargs=(1,),
-        )
+        # one single-threaded executor a lane, so that a lane is one thread: calls of a few
+        # queries go to the first free lane, and with one lane busy that is always the same
+        self._lanes = [
+            ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix=f"search-{i}",
+                initializer=faiss.omp_set_num_threads,  # the calling thread's own setting
+                initargs=(1,),
+            )
+            for i in range(self.lanes)
+        ]
+        self._free = list(reversed(range(self.lanes)))  # pop() gives the lowest free lane
         self._waiting: dict[tuple[str, int, str], list[_Search]] = {}
-        self._busy = 0  # calls in the lanes
 
     async def search(
         self, collection: str, vectors: np.ndarray, k: int, flt: dict[str, Any]
@@ -92,13 +124,17 @@ class SearchBatcher:
         return [hits for part in results for hits in part]
 
     def _start(self) -> None:
-        while self._busy < self.lanes and self._waiting:
+        while self._free and self._waiting:
             key = next(iter(self._waiting))
             queue = self._waiting[key]
             waiting = sum(len(s.vectors) for s in queue)
-            if self._busy and waiting < PART_ROWS:
+            if len(self._free) < self.lanes and waiting < PART_ROWS:
                 return  # a few queries: merged into the busy lane's next call, not spread out
-            share = min(self.max_rows, -(-waiting // (self.lanes - self._busy)))
+            # a few: all in one call; more: a lane's share, the rest left for the lanes that
+            # free up next (taking it all would leave them idle while this one works alone)
+            share = (
+                waiting if waiting < PART_ROWS else min(self.max_rows, -(-waiting // self.lanes))
+            )
             taken: list[_Search] = []
             rows = 0
             while queue and rows < share:
@@ -112,8 +148,8 @@ class SearchBatcher:
                 self._launch(key[0], key[1], taken)
 
     def _launch(self, collection: str, k: int, taken: list[_Search]) -> None:
-        """``taken`` as one call in a lane; ``_landed`` answers them on the event loop (no
-        asyncio future or task in between)."""
+        """``taken`` as one call in the lowest free lane; ``_landed`` answers them on the event
+        loop (no asyncio future or task in between)."""
         try:
             coll = self.manager.collection(collection)  # NotFound
         except Exception as exc:
@@ -121,32 +157,26 @@ class SearchBatcher:
                 _answer(search, None, exc)
             return
         loop = asyncio.get_running_loop()
-        merged = np.concatenate([s.vectors for s in taken]) if len(taken) > 1 else taken[0].vectors
-        self._busy += 1
-        call = self._pool.submit(coll.query_batch, merged, k, taken[0].flt)
+        lane = self._free.pop()
+        call = self._lanes[lane].submit(_in_lane, coll, taken, k)
         call.add_done_callback(
-            lambda done: loop.call_soon_threadsafe(self._landed, collection, k, taken, done)
+            lambda done: loop.call_soon_threadsafe(self._landed, lane, taken, done)
         )
 
-    def _landed(
-        self, collection: str, k: int, taken: list[_Search], done: Future[list[list[Hit]]]
-    ) -> None:
-        self._busy -= 1
-        error = done.exception()
-        if error is not None and len(taken) > 1:
-            for search in taken:  # each again, alone, for its own answer
-                self._launch(collection, k, [search])
-        elif error is not None:
-            _answer(taken[0], None, error)
-        else:
-            results, start = done.result(), 0
-            for search in taken:
-                _answer(search, results[start : start + len(search.vectors)], None)
-                start += len(search.vectors)
+    def _landed(self, lane: int, taken: list[_Search], done: Future[list[_Answer]]) -> None:
+        self._free.append(lane)
+        self._free.sort(reverse=True)
+        try:
+            answers = done.result()
+        except Exception as exc:  # not a search's error: a failure of the lane itself
+            answers = [(None, exc)] * len(taken)
+        for search, (result, error) in zip(taken, answers, strict=True):
+            _answer(search, result, error)
         self._start()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        for lane in self._lanes:
+            lane.shutdown(wait=True)
 
 
 class LocalStore:

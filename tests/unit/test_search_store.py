@@ -82,8 +82,8 @@ def test_a_large_search_is_cut_into_parts_the_lanes_share(manager: IndexManager)
         got = asyncio.run(batcher.search("c", q, 7, {}))
     finally:
         batcher.close()
-    assert sum(calls) == len(q) and len(calls) == 2  # both lanes, about half each
-    assert abs(calls[0] - calls[1]) <= PART_ROWS
+    assert sum(calls) == len(q) and len(calls) >= 2  # shared out: at most about half a call
+    assert max(calls) <= len(q) // 2 + PART_ROWS
     assert got == manager.collection("c").query_batch(q, 7)
 
 
