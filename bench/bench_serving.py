@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -186,23 +188,34 @@ async def drive(
             await c.close()
 
 
+@contextlib.contextmanager
+def child_service(cmd: list[str]) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A service in a child process that prints ``{"port": N}`` once it serves and serves until
+    its stdin closes: (the process, the port); killed if it is still running at the end."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit("the service did not start")
+        yield proc, int(json.loads(line)["port"])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def served(args: argparse.Namespace, items: list) -> dict[str, float]:
     """The service in a child process under ``--clients`` concurrent callers."""
     cmd = [sys.executable, __file__, "--child", *sys.argv[1:], f"--batch-rows={args.batch_rows}"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdin is not None
-    stdin, stdout = proc.stdin, proc.stdout
+    with child_service(cmd) as (proc, port):
+        assert proc.stdout is not None and proc.stdin is not None
+        stdin, stdout = proc.stdin, proc.stdout
 
-    def mark() -> dict[str, float]:
-        stdin.write("mark\n")
-        stdin.flush()
-        return json.loads(stdout.readline())
+        def mark() -> dict[str, float]:
+            stdin.write("mark\n")
+            stdin.flush()
+            return json.loads(stdout.readline())
 
-    try:
-        line = stdout.readline()
-        if not line:
-            raise SystemExit("the service did not start")
-        port = json.loads(line)["port"]
         rate, server, client_cpu = asyncio.run(
             drive(
                 f"127.0.0.1:{port}",
@@ -216,9 +229,6 @@ def served(args: argparse.Namespace, items: list) -> dict[str, float]:
         stdin.write("stop\n")
         stdin.close()
         proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     n = len(items)
     return {
         "rate": rate,

@@ -122,6 +122,17 @@ class ShardedStore:
     ) -> list[Hit]:
         return merge_top_k(await self._all("query", collection, vector, k, flt, recall), k)
 
+    async def query_batch(
+        self,
+        collection: str,
+        vectors: np.ndarray,
+        k: int,
+        flt: dict[str, Any],
+        recall: float | None,
+    ) -> list[list[Hit]]:
+        per_shard = await self._all("query_batch", collection, vectors, k, flt, recall)
+        return [merge_top_k(lists, k) for lists in zip(*per_shard, strict=True)]
+
     async def query_by_id(
         self, collection: str, item_id: str, k: int, flt: dict[str, Any], recall: float | None
     ) -> list[Hit]:
@@ -251,6 +262,12 @@ class SearchRouter:
     ) -> search_pb2.QueryResponse:
         with grpc_status(grpc_context, "Query", self.guard):
             return await self.flow.query(request, None)
+
+    async def QueryBatch(
+        self, request: search_pb2.QueryBatchRequest, grpc_context: Any = None
+    ) -> search_pb2.QueryBatchResponse:
+        with grpc_status(grpc_context, "QueryBatch", self.guard):
+            return await self.flow.query_batch(request, None)
 
     async def Classify(
         self, request: search_pb2.ClassifyRequest, grpc_context: Any = None

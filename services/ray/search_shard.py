@@ -91,6 +91,16 @@ class SearchShard:
     ) -> list[Hit]:
         return await self.store.query(collection, vector, k, flt, recall)
 
+    async def query_batch(
+        self,
+        collection: str,
+        vectors: np.ndarray,
+        k: int,
+        flt: dict[str, Any],
+        recall: float | None,
+    ) -> list[list[Hit]]:
+        return await self.store.query_batch(collection, vectors, k, flt, recall)
+
     async def vector_of(self, collection: str, item_id: str) -> np.ndarray:
         """The stored vector of ``item_id``; NotFound when this shard does not hold it."""
         from synesthesia.errors import NotFound

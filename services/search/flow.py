@@ -12,14 +12,16 @@ that fails any check costs no encoder time, and a failed embedding writes nothin
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from synesthesia.errors import FailedPrecondition, InvalidInput, item_error
+from synesthesia.errors import FailedPrecondition, InvalidInput, SynesthesiaError, item_error
 from synesthesia.index.filters import parse_filter
 from synesthesia.index.types import (
     CollectionInfo,
@@ -40,7 +42,7 @@ from synesthesia.index.validate import (
 from synesthesia.modality import Modality
 from synesthesia.protoconv import (
     config_to_proto,
-    hit_to_proto,
+    hits_to_proto,
     index_kind_from_proto,
     metric_from_proto,
     modality_from_proto,
@@ -55,6 +57,9 @@ _QUERY_MODALITY = {"text": Modality.TEXT, "image": Modality.IMAGE, "audio": Moda
 MAX_LABELS = 1000
 MAX_LABEL_CHARS = 1000
 DEFAULT_TEMPERATURE = 0.01
+#: Hits a QueryBatch may ask for in all (k summed over its queries).
+MAX_BATCH_HITS = 100_000
+_NO_QUERY = "query needs one of text, image, audio, vector or id"
 # An encoder's refusal names the item by its place in the encoder's batch.
 _ENCODER_ITEM = re.compile(r"^item (\d+)(?: \(id '[^']*'\))?: ")
 
@@ -104,6 +109,14 @@ class Store(Protocol):
     async def query(
         self, collection: str, vector: np.ndarray, k: int, flt: dict[str, Any], recall: float | None
     ) -> list[Hit]: ...
+    async def query_batch(  # the hits of every row of ``vectors`` (n x dim), in row order
+        self,
+        collection: str,
+        vectors: np.ndarray,
+        k: int,
+        flt: dict[str, Any],
+        recall: float | None,
+    ) -> list[list[Hit]]: ...
     async def query_by_id(
         self, collection: str, item_id: str, k: int, flt: dict[str, Any], recall: float | None
     ) -> list[Hit]: ...
@@ -114,6 +127,44 @@ class _Media:
     index: int  # position in the request
     modality: Modality
     content: Content
+
+
+@dataclass
+class _Query:
+    """One QueryRequest, checked; ``vector`` is None for an id, and for media until embedded."""
+
+    index: int  # position in the request
+    collection: str
+    spec: CollectionSpec
+    kind: str  # the ``query`` oneof: text, image, audio, vector or id
+    k: int
+    flt: dict[str, Any]
+    recall: float | None  # the query's own recall@10 target
+    vector: np.ndarray | None
+
+
+def filter_key(flt: Mapping[str, Any]) -> str:
+    """A filter as text: equal filters, equal keys (queries that may be searched together)."""
+    return json.dumps(flt, sort_keys=True) if flt else ""
+
+
+def _encoder_item(exc: InvalidInput, count: int) -> tuple[int, str] | None:
+    """(the item's number within the encoder's batch of ``count``, the problem) of an encoder's
+    refusal naming an item; None for any other error."""
+    found = _ENCODER_ITEM.match(exc.message)
+    if found is None or int(found.group(1)) >= count:
+        return None
+    return int(found.group(1)), exc.message[found.end() :]
+
+
+@contextmanager
+def _query_numbered(index: int) -> Iterator[None]:
+    """Errors about query ``index`` of a batch name it: "query 3: k must be between 1 and …"."""
+    try:
+        yield
+    except SynesthesiaError as exc:
+        problem = _ENCODER_ITEM.sub("", exc.message, count=1)  # "item 0 (id 'query'): "
+        raise type(exc)(f"query {index}: {problem}", code=exc.code) from None
 
 
 def _create_spec(config: search_pb2.CollectionConfig) -> CollectionSpec:
@@ -255,11 +306,11 @@ class SearchFlow:
                     deadline,
                 )
             except InvalidInput as exc:  # numbered within ``part``: say the request's number
-                found = _ENCODER_ITEM.match(exc.message)
-                if found is None or int(found.group(1)) >= len(part):
+                named = _encoder_item(exc, len(part))
+                if named is None:
                     raise
-                i = part[int(found.group(1))].index
-                raise item_error(i, requests[i].id, exc.message[found.end() :]) from None
+                i = part[named[0]].index
+                raise item_error(i, requests[i].id, named[1]) from None
             for m, vec in zip(part, batch.vectors, strict=True):
                 it = requests[m.index]
                 meta = _metadata(m.index, it)
@@ -311,6 +362,8 @@ class SearchFlow:
     def query_filter(request: search_pb2.QueryRequest) -> dict[str, Any]:
         """The request's filter with its ``modalities`` folded in, parsed once to reject a
         malformed one (InvalidInput)."""
+        if not request.modalities and not request.filter.fields:
+            return {}  # no filter: nothing to parse
         flt = struct_to_dict(request.filter, "filter")
         if request.modalities:
             if "modality" in flt:
@@ -321,30 +374,129 @@ class SearchFlow:
         parse_filter(flt)
         return flt
 
-    async def query(
-        self, request: search_pb2.QueryRequest, deadline: float | None
-    ) -> search_pb2.QueryResponse:
+    def _check_query(
+        self, index: int, request: search_pb2.QueryRequest, spec: CollectionSpec
+    ) -> _Query:
+        """Everything about a query that can be checked without an encoder."""
         kind = request.WhichOneof("query")
         if kind is None:
-            raise InvalidInput("query needs one of text, image, audio, vector or id")
-        spec = await self.store.spec(request.collection)  # NotFound first
+            raise InvalidInput(_NO_QUERY)
         k = check_k(request.k)
         flt = self.query_filter(request)
         recall = check_recall(request.recall_target)
+        vector = None
         if kind == "id":
             check_id(request.id)
-            hits = await self.store.query_by_id(request.collection, request.id, k, flt, recall)
-            return _hits(hits)
-        if kind == "vector":  # checked like the rest before any encoder could be asked
+        elif kind == "vector":
             _check_query_model(spec, request.vector.model_id or None)
-            q = as_vector(np.asarray(request.vector.values, np.float32), spec.dim, 0, "query")
-        else:
+            vector = as_vector(np.asarray(request.vector.values, np.float32), spec.dim, 0, "query")
+        return _Query(index, request.collection, spec, kind, k, flt, recall, vector)
+
+    async def query(
+        self, request: search_pb2.QueryRequest, deadline: float | None
+    ) -> search_pb2.QueryResponse:
+        if request.WhichOneof("query") is None:
+            raise InvalidInput(_NO_QUERY)
+        spec = await self.store.spec(request.collection)  # NotFound first
+        q = self._check_query(0, request, spec)
+        if q.kind == "id":
+            hits = await self.store.query_by_id(q.collection, request.id, q.k, q.flt, q.recall)
+            return _hits(hits)
+        if q.vector is None:
             batch = await self.encoders.embed(
-                _QUERY_MODALITY[kind], [getattr(request, kind)], ["query"], deadline
+                _QUERY_MODALITY[q.kind], [getattr(request, q.kind)], ["query"], deadline
             )
-            _check_query_model(spec, batch.model_id)
-            q = as_vector(batch.vectors[0], spec.dim, 0, "query")
-        return _hits(await self.store.query(request.collection, q, k, flt, recall))
+            q.vector = _embedded(spec, batch, 0)
+        return _hits(await self.store.query(q.collection, q.vector, q.k, q.flt, q.recall))
+
+    async def query_batch(
+        self, request: search_pb2.QueryBatchRequest, deadline: float | None
+    ) -> search_pb2.QueryBatchResponse:
+        """Every query checked first (in order; the first bad one fails the call, named), then
+        the media embedded (one encoder call per modality), then the searches: one store call
+        per (collection, k, filter, recall target) of the vectors, one per id query."""
+        requests = request.queries
+        if not requests:
+            raise InvalidInput("query batch has no queries")
+        if len(requests) > self.max_items:
+            raise InvalidInput(
+                f"query batch has {len(requests)} queries; the limit is {self.max_items}"
+            )
+        specs: dict[str, CollectionSpec] = {}
+        queries: list[_Query] = []
+        for i, r in enumerate(requests):
+            with _query_numbered(i):
+                if r.WhichOneof("query") is None:
+                    raise InvalidInput(_NO_QUERY)
+                if r.collection not in specs:
+                    specs[r.collection] = await self.store.spec(r.collection)  # NotFound
+                queries.append(self._check_query(i, r, specs[r.collection]))
+        total = sum(q.k for q in queries)
+        if total > MAX_BATCH_HITS:
+            raise InvalidInput(
+                f"query batch asks for {total} hits in all (k summed); the limit is "
+                f"{MAX_BATCH_HITS}"
+            )
+        await self._embed_queries(queries, requests, deadline)
+        found: list[list[Hit]] = [[] for _ in queries]
+        groups: dict[tuple[str, int, str, float | None], list[_Query]] = {}
+        for q in queries:
+            if q.vector is not None:
+                key = (q.collection, q.k, filter_key(q.flt), q.recall)
+                groups.setdefault(key, []).append(q)
+
+        async def search(group: list[_Query]) -> None:
+            first = group[0]
+            vectors = np.stack([q.vector for q in group])  # type: ignore[misc]
+            hits = await self.store.query_batch(
+                first.collection, vectors, first.k, first.flt, first.recall
+            )
+            for q, h in zip(group, hits, strict=True):
+                found[q.index] = h
+
+        async def by_id(q: _Query) -> None:
+            with _query_numbered(q.index):
+                found[q.index] = await self.store.query_by_id(
+                    q.collection, requests[q.index].id, q.k, q.flt, q.recall
+                )
+
+        await asyncio.gather(
+            *(search(g) for g in groups.values()),
+            *(by_id(q) for q in queries if q.kind == "id"),
+        )
+        response = search_pb2.QueryBatchResponse()
+        for hits in found:
+            hits_to_proto(hits, response.results.add().hits)
+        return response
+
+    async def _embed_queries(
+        self,
+        queries: list[_Query],
+        requests: Sequence[search_pb2.QueryRequest],
+        deadline: float | None,
+    ) -> None:
+        """The vectors of the media queries: one encoder call per modality."""
+        by_modality: dict[Modality, list[_Query]] = {}
+        for q in queries:
+            if q.kind in _QUERY_MODALITY:
+                by_modality.setdefault(_QUERY_MODALITY[q.kind], []).append(q)
+
+        async def one(modality: Modality, part: list[_Query]) -> None:
+            contents = [getattr(requests[q.index], q.kind) for q in part]
+            try:
+                batch = await self.encoders.embed(
+                    modality, contents, [f"query {q.index}" for q in part], deadline
+                )
+            except InvalidInput as exc:  # numbered within ``part``: say the query's number
+                named = _encoder_item(exc, len(part))
+                if named is None:
+                    raise
+                raise InvalidInput(f"query {part[named[0]].index}: {named[1]}") from None
+            for row, q in enumerate(part):
+                with _query_numbered(q.index):
+                    q.vector = _embedded(q.spec, batch, row)
+
+        await asyncio.gather(*(one(m, part) for m, part in by_modality.items()))
 
     # -- classification ------------------------------------------------------------------------
     async def classify(
@@ -417,8 +569,16 @@ def _check_query_model(spec: CollectionSpec, model_id: str | None) -> None:
         )
 
 
+def _embedded(spec: CollectionSpec, batch: EncodedBatch, row: int) -> np.ndarray:
+    """Row ``row`` of an encoder's answer as a query vector of ``spec``'s collection."""
+    _check_query_model(spec, batch.model_id)
+    return as_vector(batch.vectors[row], spec.dim, 0, "query")
+
+
 def _hits(hits: Sequence[Hit]) -> search_pb2.QueryResponse:
-    return search_pb2.QueryResponse(hits=[hit_to_proto(h) for h in hits])
+    response = search_pb2.QueryResponse()
+    hits_to_proto(hits, response.hits)
+    return response
 
 
 def merge_top_k(lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:

@@ -73,6 +73,11 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     ) -> search_pb2.QueryResponse:
         return await self.flow.query(request, deadline_of(context))
 
+    async def QueryBatch(
+        self, request: search_pb2.QueryBatchRequest, context: aio.ServicerContext
+    ) -> search_pb2.QueryBatchResponse:
+        return await self.flow.query_batch(request, deadline_of(context))
+
     async def Snapshot(
         self, request: search_pb2.SnapshotRequest, context: aio.ServicerContext
     ) -> search_pb2.SnapshotResponse:

@@ -5,7 +5,7 @@ the library (models, media, index) never sees a protobuf."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import struct_pb2
@@ -112,13 +112,16 @@ def dict_to_struct(d: Mapping[str, Any]) -> struct_pb2.Struct:
     return out
 
 
-def hit_to_proto(hit: Hit) -> search_pb2.QueryHit:
-    return search_pb2.QueryHit(
-        id=hit.id,
-        score=hit.score,
-        modality=modality_to_proto(hit.modality),
-        metadata=dict_to_struct(hit.metadata),
-    )
+def hits_to_proto(hits: Iterable[Hit], into: Any) -> None:
+    """Appends ``hits`` to a repeated QueryHit field (``QueryResponse.hits``), each message
+    built in place (no copy into the field). Empty metadata leaves the field unset (it reads as
+    an empty Struct)."""
+    add = into.add
+    for hit in hits:
+        modality = _TO_PROTO.get(hit.modality) or modality_to_proto(hit.modality)  # type: ignore[call-overload]
+        out = add(id=hit.id, score=hit.score, modality=modality)
+        if hit.metadata:
+            out.metadata.update(hit.metadata)
 
 
 def stored_to_proto(item: StoredItem) -> search_pb2.StoredItem:

@@ -174,6 +174,37 @@ def test_cross_modal_query_same_top_k(both, media_items, kind: str) -> None:  # 
     assert {h.modality for h in replies["ray"].hits} <= {IMAGE, AUDIO, TEXT}
 
 
+def test_query_batch_answers_as_query_on_both(both, media_items) -> None:  # type: ignore[no-untyped-def]
+    stub, md = both["standalone"]
+    ids = [media_items[0].id, media_items[7].id]
+    stored = stub.Get(search_pb2.GetRequest(collection="tux", ids=ids), timeout=60).items
+    queries = [
+        search_pb2.QueryRequest(collection="tux", k=5, text="an animal making a loud noise"),
+        search_pb2.QueryRequest(collection="tux", k=5, image=media_items[3].data),
+        search_pb2.QueryRequest(collection="tux", k=4, id=media_items[4].id),
+        *(
+            search_pb2.QueryRequest(
+                collection="tux", k=6, vector=search_pb2.Vector(values=s.vector)
+            )
+            for s in stored  # two vectors, one k, no filter: one search of every shard
+        ),
+        search_pb2.QueryRequest(collection="tux", k=5, text="a small bird", modalities=[IMAGE]),
+    ]
+    answers = {}
+    for name, (stub, md) in both.items():
+        batch = stub.QueryBatch(
+            search_pb2.QueryBatchRequest(queries=queries), metadata=md, timeout=120
+        )
+        singles = [stub.Query(q, metadata=md, timeout=120) for q in queries]
+        assert [[i for i, _ in _hits(r)] for r in batch.results] == [
+            [i for i, _ in _hits(r)] for r in singles
+        ]
+        answers[name] = [_hits(r) for r in batch.results]
+    for ray_hits, alone_hits in zip(answers["ray"], answers["standalone"], strict=True):
+        assert [i for i, _ in ray_hits] == [i for i, _ in alone_hits]
+        assert np.allclose([s for _, s in ray_hits], [s for _, s in alone_hits], atol=1e-5)
+
+
 def test_describe_get_and_filters_match(both) -> None:  # type: ignore[no-untyped-def]
     out = {}
     for name, (stub, md) in both.items():

@@ -354,6 +354,51 @@ def test_upsert_errors_name_the_callers_item(client: SearchClient) -> None:
     assert err.value.index == 5 and err.value.message.startswith("item 5 (id 'broken'): ")
 
 
+def test_query_batch_answers_as_query_does(client: SearchClient, target: str) -> None:
+    client.ensure_collection("batch")
+    png, wav = mf.png(seed=4), mf.wav(0.5)
+    items = [
+        Item(f"v{i}", vector=unit(i), modality="image", metadata={"n": i}) for i in range(12)
+    ] + [
+        Item("words", text="a barking dog"),
+        Item("picture", data=png, modality="image"),
+        Item("sound", data=wav, modality="audio"),
+    ]
+    client.upsert("batch", items)
+    queries: list[dict[str, Any]] = [
+        {"vector": unit(3)},
+        {"text": "a barking dog", "k": 2},
+        {"image": png},
+        {"audio": wav, "k": 3},
+        {"id": "v5", "filter": {"metadata": {"n": {"lt": 6}}}},
+        {"vector": unit(7), "modalities": ["image"]},
+        {"vector": unit(8)},
+    ]
+    want = [client.query("batch", **{"k": 4, **q}) for q in queries]
+
+    def same(got: list[list[Hit]]) -> None:
+        assert [[h.id for h in hits] for hits in got] == [[h.id for h in hits] for hits in want]
+        for hits, expected in zip(got, want, strict=True):
+            assert [h.score for h in hits] == pytest.approx([h.score for h in expected])
+            assert [h.metadata for h in hits] == [h.metadata for h in expected]
+
+    same(client.query_batch("batch", queries, k=4, batch_size=3))  # three calls
+
+    async def go() -> list[list[Hit]]:
+        async with AsyncSearchClient(target) as c:
+            return await c.query_batch("batch", queries, k=4, batch_size=2)
+
+    same(asyncio.run(go()))
+    bad = [*queries[:5], {"vector": [1.0, 2.0]}, queries[6]]
+    with pytest.raises(InvalidInput) as err:
+        client.query_batch("batch", bad, batch_size=2)
+    assert err.value.index == 5
+    assert err.value.message == f"query 5: vector has dimension 2, expected {DIM}"
+    with pytest.raises(InvalidInput) as local:
+        client.query_batch("batch", [{"vector": unit(1)}, {"vectors": unit(2)}])
+    assert local.value.index == 1 and "unknown keys ['vectors']" in local.value.message
+
+
 def test_classify(target: str) -> None:
     with SearchClient(target) as c:
         ranked = c.classify(["dog", "car", "tree"], text="dog", template="a photo of a {}")

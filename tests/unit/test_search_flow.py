@@ -21,9 +21,12 @@ DIM = 8
 
 
 class CountingEncoders:
+    """The same content always gets the same vector; each call's modality is recorded."""
+
     def __init__(self) -> None:
         self.calls = 0
         self.info_calls = 0
+        self.modalities: list[Modality] = []
 
     async def embed(
         self,
@@ -33,8 +36,12 @@ class CountingEncoders:
         deadline: float | None,
     ) -> EncodedBatch:
         self.calls += 1
-        rng = np.random.default_rng(len(contents))
-        v = rng.normal(size=(len(contents), DIM)).astype(np.float32)
+        self.modalities.append(modality)
+        rows = []
+        for c in contents:
+            seed = int.from_bytes(c.encode() if isinstance(c, str) else c, "big") % 2**32
+            rows.append(np.random.default_rng(seed).normal(size=DIM))
+        v = np.asarray(rows, np.float32).reshape(len(contents), DIM)
         return EncodedBatch(v / np.linalg.norm(v, axis=1, keepdims=True), "fake-model")
 
     async def info(self) -> EncoderInfo:
@@ -233,3 +240,156 @@ def test_a_bad_classify_request_costs_no_encoder_call(
     with pytest.raises(InvalidInput, match=message):
         run(f.classify(search_pb2.ClassifyRequest(**request_kw), None))
     assert enc.calls == 0
+
+
+# -- QueryBatch -------------------------------------------------------------------------------
+class CountingStore(LocalStore):
+    def __init__(self, manager: IndexManager) -> None:
+        super().__init__(manager)
+        self.batches: list[int] = []
+
+    async def query_batch(self, collection, vectors, k, flt, recall):  # type: ignore[no-untyped-def]
+        self.batches.append(len(vectors))
+        return await super().query_batch(collection, vectors, k, flt, recall)
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> Iterator[tuple[SearchFlow, CountingEncoders, CountingStore]]:
+    manager = IndexManager(tmp_path / "index")
+    store = CountingStore(manager)
+    encoders = CountingEncoders()
+    f = SearchFlow(store, encoders, max_items_per_request=16)
+    for name in ("c", "d"):
+        config = search_pb2.CollectionConfig(name=name, dim=DIM, model_id="fake-model")
+        run(f.create(search_pb2.CreateCollectionRequest(config=config)))
+    rng = np.random.default_rng(3)
+    for name in ("c", "d"):
+        items = [
+            search_pb2.UpsertItem(
+                id=f"{name}{i}",
+                vector=search_pb2.Vector(values=rng.normal(size=DIM).tolist()),
+                modality=modality_to_proto([Modality.IMAGE, Modality.AUDIO][i % 2]),
+                metadata=dict_to_struct({"even": i % 2 == 0}),
+            )
+            for i in range(16)
+        ]
+        run(f.upsert(name, items, None))
+    yield f, encoders, store
+    store.close()
+    manager.close()
+
+
+def _vector_query(collection: str = "c", seed: int = 0, **kw) -> search_pb2.QueryRequest:  # type: ignore[no-untyped-def]
+    values = np.random.default_rng(seed).normal(size=DIM).tolist()
+    return search_pb2.QueryRequest(
+        collection=collection, vector=search_pb2.Vector(values=values), **kw
+    )
+
+
+def test_a_batch_answers_as_single_queries_do_with_one_encoder_call_per_modality(
+    filled: tuple[SearchFlow, CountingEncoders, CountingStore],
+) -> None:
+    f, enc, store = filled
+    even = dict_to_struct({"metadata": {"even": True}})
+    queries = [
+        search_pb2.QueryRequest(collection="c", text="a barking dog", k=3),
+        _vector_query(seed=1, k=4),
+        search_pb2.QueryRequest(collection="d", image=b"a picture", k=5),
+        _vector_query(seed=2, k=4),
+        search_pb2.QueryRequest(collection="c", text="rain on a roof", k=3, filter=even),
+        search_pb2.QueryRequest(collection="c", id="c3", k=2),
+        _vector_query("d", seed=3, k=4),
+        search_pb2.QueryRequest(collection="c", audio=b"a sound", k=6, modalities=[2]),
+        search_pb2.QueryRequest(collection="d", text="a barking dog", k=3),
+        _vector_query(seed=4, k=4, modalities=[3]),
+    ]
+    reply = run(f.query_batch(search_pb2.QueryBatchRequest(queries=queries), None))
+    assert sorted(enc.modalities) == sorted([Modality.TEXT, Modality.IMAGE, Modality.AUDIO])
+    # the vector queries of c with k=4 and no filter: one store call (queries 1 and 3)
+    assert 2 in store.batches
+    assert len(reply.results) == len(queries)
+    enc.calls = 0
+    for query, result in zip(queries, reply.results, strict=True):
+        alone = run(f.query(query, None))
+        assert [h.id for h in result.hits] == [h.id for h in alone.hits]
+        assert [h.score for h in result.hits] == pytest.approx([h.score for h in alone.hits])
+        assert [dict(h.metadata) for h in result.hits] == [dict(h.metadata) for h in alone.hits]
+    assert enc.calls == 5  # single queries: one encoder call each
+
+
+@pytest.mark.parametrize(
+    "bad, code, message",
+    [
+        (search_pb2.QueryRequest(collection="c", k=3), InvalidInput, "query 2: query needs"),
+        (_vector_query(k=0), InvalidInput, "query 2: k must be between"),
+        (_vector_query("nope", k=3), NotFound, "query 2: collection 'nope'"),
+        (
+            search_pb2.QueryRequest(collection="c", vector=search_pb2.Vector(values=[1.0]), k=3),
+            InvalidInput,
+            "query 2: vector has dimension 1, expected 8",
+        ),
+        (
+            search_pb2.QueryRequest(
+                collection="c",
+                k=3,
+                vector=search_pb2.Vector(values=[0.0] * DIM, model_id="other-model"),
+            ),
+            FailedPrecondition,
+            "query 2: collection 'c' holds vectors of model",
+        ),
+        (
+            search_pb2.QueryRequest(
+                collection="c", text="x", k=3, filter=dict_to_struct({"approx": 1})
+            ),
+            InvalidInput,
+            "query 2: filter has unknown keys",
+        ),
+        (search_pb2.QueryRequest(collection="c", id="", k=3), InvalidInput, "query 2: id must"),
+    ],
+)
+def test_a_bad_query_fails_the_batch_by_its_number_before_any_encoder_call(
+    filled: tuple[SearchFlow, CountingEncoders, CountingStore],
+    bad: search_pb2.QueryRequest,
+    code: type,
+    message: str,
+) -> None:
+    f, enc, store = filled
+    queries = [search_pb2.QueryRequest(collection="c", text="dog", k=3), _vector_query(k=3), bad]
+    with pytest.raises(code) as err:
+        run(f.query_batch(search_pb2.QueryBatchRequest(queries=queries), None))
+    assert str(err.value).startswith(message)
+    assert enc.calls == 0 and store.batches == []
+
+
+def test_a_batch_is_bounded(filled: tuple[SearchFlow, CountingEncoders, CountingStore]) -> None:
+    f, enc, _ = filled
+    with pytest.raises(InvalidInput, match="query batch has no queries"):
+        run(f.query_batch(search_pb2.QueryBatchRequest(), None))
+    many = search_pb2.QueryBatchRequest(queries=[_vector_query(k=1)] * 17)
+    with pytest.raises(InvalidInput, match="query batch has 17 queries; the limit is 16"):
+        run(f.query_batch(many, None))
+    run(f.query_batch(search_pb2.QueryBatchRequest(queries=[_vector_query(k=1000)] * 16), None))
+    flow_limit = SearchFlow(f.store, enc, max_items_per_request=200)
+    heavy = search_pb2.QueryBatchRequest(queries=[_vector_query(k=1000)] * 101)
+    with pytest.raises(InvalidInput, match="asks for 101000 hits in all"):
+        run(flow_limit.query_batch(heavy, None))
+    assert enc.calls == 0
+
+
+def test_an_encoder_refusal_names_the_query(
+    filled: tuple[SearchFlow, CountingEncoders, CountingStore],
+) -> None:
+    f, enc, _ = filled
+
+    async def refuse(modality, contents, ids, deadline):  # type: ignore[no-untyped-def]
+        raise InvalidInput(f"item 1 (id {ids[1]!r}): not a decodable image")
+
+    enc.embed = refuse  # type: ignore[method-assign]
+    queries = [
+        search_pb2.QueryRequest(collection="c", image=b"ok", k=3),
+        _vector_query(k=3),
+        search_pb2.QueryRequest(collection="c", image=b"broken", k=3),
+    ]
+    with pytest.raises(InvalidInput) as err:
+        run(f.query_batch(search_pb2.QueryBatchRequest(queries=queries), None))
+    assert str(err.value) == "query 2: not a decodable image"

@@ -139,20 +139,22 @@ def rpc_errors() -> Iterator[None]:
         raise error_of(err) from err
 
 
-_ITEM = re.compile(r"\bitem (\d+)\b")
+_NUMBERED = {noun: re.compile(rf"\b{noun} (\d+)\b") for noun in ("item", "query")}
 
 
 @contextmanager
-def item_numbers(offset: int) -> Iterator[None]:
+def item_numbers(offset: int, noun: str = "item") -> Iterator[None]:
     """Errors of a chunk that starts at the caller's item ``offset`` name items in the caller's
-    numbering ('item 120', not 'item 20'); ``.index`` is the first item named."""
+    numbering ('item 120', not 'item 20'); ``.index`` is the first item named. ``noun``: what
+    the server calls them ("item", or "query" for a QueryBatch)."""
+    pattern = _NUMBERED[noun]
     try:
         yield
     except SynesthesiaError as err:
-        found = _ITEM.search(err.message)
+        found = pattern.search(err.message)
         if found is None:
             raise
-        message = _ITEM.sub(lambda m: f"item {int(m.group(1)) + offset}", err.message)
+        message = pattern.sub(lambda m: f"{noun} {int(m.group(1)) + offset}", err.message)
         new = type(err)(message, code=err.code)
         new.index = int(found.group(1)) + offset
         raise new from err.__cause__

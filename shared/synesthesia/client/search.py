@@ -18,11 +18,13 @@ from synesthesia.client.types import (
     Item,
     LabelScore,
     StoredItem,
+    _batch_hits,
     _classify_request,
     _config,
     _hits,
     _info,
     _labels,
+    _query_batch_requests,
     _query_request,
     _stored,
     _upsert_requests,
@@ -39,6 +41,22 @@ GET_CHUNK = 500
 
 def _total(items: Iterable[Item]) -> int | None:
     return len(items) if isinstance(items, Sequence) else None
+
+
+def _query_defaults(
+    k: int,
+    modalities: Iterable[Modality | str],
+    filter: Mapping[str, Any] | None,
+    model_id: str,
+    sample_rate: int | None,
+) -> dict[str, Any]:
+    return {
+        "k": k,
+        "modalities": tuple(modalities),
+        "filter": filter,
+        "model_id": model_id,
+        "sample_rate": sample_rate,
+    }
 
 
 class SearchClient(_SyncClient):
@@ -163,6 +181,33 @@ class SearchClient(_SyncClient):
         request = _query_request(collection, k, modalities, filter, model_id, given, sample_rate)
         request.recall_target = recall_target
         return _hits(self._call("Query", request, timeout))
+
+    def query_batch(
+        self,
+        collection: str,
+        queries: Iterable[Mapping[str, Any]],
+        *,
+        k: int = 10,
+        modalities: Iterable[Modality | str] = (),
+        filter: Mapping[str, Any] | None = None,
+        model_id: str = "",
+        sample_rate: int | None = None,
+        batch_size: int | None = None,
+        timeout: float | None = None,
+    ) -> list[list[Hit]]:
+        """The hits of many queries, in order, ``batch_size`` queries a call (``QueryBatch``).
+        A query is a mapping of ``query``'s keyword arguments: one of ``text``, ``image``,
+        ``audio``, ``vector`` or ``id``, and any of ``k``, ``modalities``, ``filter``,
+        ``model_id``, ``sample_rate`` (this call's by default), e.g. ``[{"vector": v} for v in
+        matrix]``. A refused query is named by its number in ``queries`` (``.index``); the
+        calls before it were answered but their hits are not returned."""
+        defaults = _query_defaults(k, modalities, filter, model_id, sample_rate)
+        size = batch_size or self.batch_size
+        out: list[list[Hit]] = []
+        for start, request in _query_batch_requests(collection, queries, defaults, size):
+            with item_numbers(start, "query"):
+                out.extend(_batch_hits(self._call("QueryBatch", request, timeout)))
+        return out
 
     def classify(
         self,
@@ -301,6 +346,34 @@ class AsyncSearchClient(_AsyncClient):
         request = _query_request(collection, k, modalities, filter, model_id, given, sample_rate)
         request.recall_target = recall_target
         return _hits(await self._call("Query", request, timeout))
+
+    async def query_batch(
+        self,
+        collection: str,
+        queries: Iterable[Mapping[str, Any]],
+        *,
+        k: int = 10,
+        modalities: Iterable[Modality | str] = (),
+        filter: Mapping[str, Any] | None = None,
+        model_id: str = "",
+        sample_rate: int | None = None,
+        batch_size: int | None = None,
+        timeout: float | None = None,
+    ) -> list[list[Hit]]:
+        """As SearchClient.query_batch; at most ``max_concurrency`` calls at once."""
+        defaults = _query_defaults(k, modalities, filter, model_id, sample_rate)
+        size = batch_size or self.batch_size
+
+        async def one(start: int, request: search_pb2.QueryBatchRequest) -> list[list[Hit]]:
+            async with self._limit:
+                with item_numbers(start, "query"):
+                    return _batch_hits(await self._call("QueryBatch", request, timeout))
+
+        requests = list(_query_batch_requests(collection, queries, defaults, size))
+        if len(requests) == 1:  # the common case: no task to schedule
+            return await one(*requests[0])
+        chunks = await asyncio.gather(*(one(s, r) for s, r in requests))
+        return [hits for chunk in chunks for hits in chunk]
 
     async def classify(
         self,

@@ -151,9 +151,10 @@ def _query_request(
     req.modalities.extend(modality_to_proto(m) for m in modalities)
     if filter:
         req.filter.CopyFrom(dict_to_struct(filter))
-    if key == "vector":
-        values = np.asarray(value, dtype=np.float32).ravel().tolist()
-        req.vector.CopyFrom(search_pb2.Vector(values=values, model_id=model_id))
+    if key == "vector":  # filled in place (no message copied in)
+        req.vector.SetInParent()
+        req.vector.values.extend(np.asarray(value, dtype=np.float32).ravel().tolist())
+        req.vector.model_id = model_id
     else:
         setattr(req, key, value)
     return req
@@ -203,7 +204,12 @@ def _labels(reply: search_pb2.ClassifyResponse) -> list[LabelScore]:
 
 def _hits(reply: search_pb2.QueryResponse) -> list[Hit]:
     return [
-        Hit(h.id, float(h.score), modality_from_proto(h.modality), struct_to_dict(h.metadata))
+        Hit(
+            h.id,
+            h.score,
+            modality_from_proto(h.modality),
+            struct_to_dict(h.metadata) if h.HasField("metadata") else {},
+        )
         for h in reply.hits
     ]
 
@@ -235,20 +241,64 @@ def _info(reply: search_pb2.DescribeCollectionResponse) -> CollectionInfo:
     )
 
 
+def _chunks(values: Iterable[Any], size: int) -> Iterator[tuple[int, list[Any]]]:
+    """(the number of the chunk's first value, up to ``size`` values), read lazily."""
+    chunk: list[Any] = []
+    start = 0
+    for n, value in enumerate(values):
+        chunk.append(value)
+        if len(chunk) >= size:
+            yield start, chunk
+            chunk, start = [], n + 1
+    if chunk:
+        yield start, chunk
+
+
 def _upsert_requests(
     collection: str, items: Iterable[Item], batch_size: int, message: Any = search_pb2.UpsertRequest
 ) -> Iterator[tuple[int, Any]]:
     """(the caller's number of the chunk's first item, the request); ``message``: UpsertRequest
     (unary calls) or UpsertStreamRequest (the stream)."""
-    batch: list[search_pb2.UpsertItem] = []
-    start = 0
-    for n, item in enumerate(items):
-        batch.append(item.to_proto())
-        if len(batch) >= batch_size:
-            yield start, message(collection=collection, items=batch)
-            batch, start = [], n + 1
-    if batch:
-        yield start, message(collection=collection, items=batch)
+    for start, chunk in _chunks((item.to_proto() for item in items), batch_size):
+        yield start, message(collection=collection, items=chunk)
+
+
+#: What a query of ``query_batch`` may say (``query``'s keyword arguments).
+_QUERY_KEYS = frozenset(
+    {"text", "image", "audio", "vector", "id", "k", "modalities", "filter", "model_id"}
+    | {"sample_rate"}
+)
+
+
+def _query_batch_requests(
+    collection: str, queries: Iterable[Mapping[str, Any]], defaults: dict[str, Any], size: int
+) -> Iterator[tuple[int, search_pb2.QueryBatchRequest]]:
+    """(the caller's number of the chunk's first query, a QueryBatchRequest of up to ``size``
+    queries); each query's missing settings taken from ``defaults``."""
+
+    def one(n: int, query: Mapping[str, Any]) -> search_pb2.QueryRequest:
+        unknown = set(query) - _QUERY_KEYS
+        if unknown:
+            err = InvalidInput(f"query {n}: unknown keys {sorted(map(str, unknown))}")
+            err.index = n
+            raise err
+        q = {**defaults, **query}
+        given = {key: q.get(key) for key in ("text", "image", "audio", "vector", "id")}
+        settings = (q["k"], q["modalities"], q["filter"], q["model_id"])
+        try:
+            return _query_request(collection, *settings, given, q["sample_rate"])
+        except InvalidInput as exc:
+            err = InvalidInput(f"query {n}: {exc.message}")
+            err.index = n
+            raise err from None
+
+    requests = (one(n, query) for n, query in enumerate(queries))
+    for start, chunk in _chunks(requests, size):
+        yield start, search_pb2.QueryBatchRequest(queries=chunk)
+
+
+def _batch_hits(reply: search_pb2.QueryBatchResponse) -> list[list[Hit]]:
+    return [_hits(result) for result in reply.results]
 
 
 def _config(name: str | Collection, settings: dict[str, Any]) -> search_pb2.CollectionConfig:

@@ -82,6 +82,7 @@ from synesthesia.index.types import (
 )
 from synesthesia.index.validate import (
     ValidItem,
+    as_matrix,
     as_vector,
     check_id,
     check_ids,
@@ -425,6 +426,24 @@ class Collection:
             self._check_alive()
             return self._hits(self._ranked(q, k, f, None, self._effort(recall)))
 
+    def query_batch(
+        self,
+        vectors: Any,
+        k: int,
+        flt: Mapping[str, Any] | str | Filter | None = None,
+        recall: float | None = None,
+    ) -> list[list[Hit]]:
+        """``query`` of every row of ``vectors`` (n x dim) with one FAISS call: the same hits,
+        in row order. A bad row is InvalidInput naming it ("item 3 (id 'query'): …")."""
+        k = check_k(k)
+        qs = as_matrix(vectors, self.spec.dim, "query")
+        f = flt if isinstance(flt, Filter) else parse_filter(flt)
+        recall = check_recall(recall)
+        with self._lock.read():
+            self._check_alive()
+            ranked = self._ranked_rows(qs, k, f, None, self._effort(recall))
+            return [self._hits(r) for r in ranked]
+
     def query_by_id(
         self,
         item_id: str,
@@ -478,6 +497,18 @@ class Collection:
     ) -> list[tuple[int, float]]:
         """(label, score) of the top k, best first (caller holds the read lock). ``holdout``
         False searches the FAISS index alone (a calibration's view)."""
+        return self._ranked_rows(q[None], k, f, exclude, effort, holdout)[0]
+
+    def _ranked_rows(
+        self,
+        qs: np.ndarray,
+        k: int,
+        f: Filter,
+        exclude: int | None,
+        effort: int,
+        holdout: bool = True,
+    ) -> list[list[tuple[int, float]]]:
+        """``_ranked`` of every row of ``qs`` (n x dim), searched with one FAISS call."""
         allowed: np.ndarray | None = None
         if not f.is_empty:
             allowed = self._matching(f, exclude)
@@ -486,9 +517,9 @@ class Collection:
             n_cand = len(self._rows) - (exclude is not None)
         want = min(k, n_cand)
         if want <= 0:
-            return []
+            return [[] for _ in qs]
         if allowed is not None and not self._index.is_exact and n_cand <= self._tuning.exact_limit:
-            return self._exact(q, k, allowed)
+            return self._exact_rows(qs, k, allowed)
         selector: Any = None
         if allowed is not None:
             selector = faiss.IDSelectorBatch(allowed)
@@ -497,24 +528,31 @@ class Collection:
         widen = min(len(self._rows) / max(n_cand, 1), 32.0)
         rerank = 1 if self._index.is_exact else int(self.spec.params.get("rerank", 1))
         fetch = min(k * rerank, MAX_K * 8)
-        dist, labels = self._index.search(q, fetch, selector, widen, effort)
+        dist, labels = self._index.search(qs, fetch, selector, widen, effort)
         sign = -1.0 if self.spec.metric is Metric.L2 else 1.0
-        hits = [(int(lb), sign * float(d)) for lb, d in zip(labels, dist, strict=True) if lb >= 0]
-        if holdout and self._holdout:
-            hits = self._merge_holdout(hits, q, fetch, allowed, exclude)
-        if len(hits) < want:
-            log.info(
-                "collection %s: approximate search short (%d < %d); exact scan",
-                self.spec.name,
-                len(hits),
-                want,
-            )
-            if allowed is None:
-                allowed = np.fromiter((lb for lb in self._rows if lb != exclude), dtype=np.int64)
-            return self._exact(q, k, allowed)
-        if rerank > 1:  # compressed distances are coarse: re-score the candidates exactly
-            return self._exact(q, k, np.fromiter((lb for lb, _ in hits), dtype=np.int64))
-        return hits[:k]
+        out: list[list[tuple[int, float]]] = []
+        # one conversion of the whole result to Python numbers, not one per hit
+        for q, row_l, row_d in zip(qs, labels.tolist(), dist.tolist(), strict=True):
+            hits = [(lb, sign * d) for lb, d in zip(row_l, row_d, strict=True) if lb >= 0]
+            if holdout and self._holdout:
+                hits = self._merge_holdout(hits, q, fetch, allowed, exclude)
+            if len(hits) < want:
+                log.info(
+                    "collection %s: approximate search short (%d < %d); exact scan",
+                    self.spec.name,
+                    len(hits),
+                    want,
+                )
+                if allowed is None:
+                    allowed = np.fromiter(
+                        (lb for lb in self._rows if lb != exclude), dtype=np.int64
+                    )
+                out.append(self._exact(q, k, allowed))
+            elif rerank > 1:  # compressed distances are coarse: re-score the candidates exactly
+                out.append(self._exact(q, k, np.fromiter((lb for lb, _ in hits), dtype=np.int64)))
+            else:
+                out.append(hits[:k])
+        return out
 
     def _merge_holdout(
         self,
@@ -559,10 +597,20 @@ class Collection:
         return sel
 
     def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
+        return self._exact_rows(q[None], k, allowed)[0]
+
+    def _exact_rows(
+        self, qs: np.ndarray, k: int, allowed: np.ndarray
+    ) -> list[list[tuple[int, float]]]:
+        """Every row of ``qs`` scored exactly against ``allowed`` (read from SQLite once)."""
         seqs, vecs = self._store.vectors_for(self.spec.name, self.spec.dim, allowed)
-        scores = vecs @ q if self.spec.metric is Metric.IP else -np.square(vecs - q).sum(axis=1)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [(int(seqs[i]), float(scores[i])) for i in top]
+        ip = self.spec.metric is Metric.IP
+        out = []
+        for q in qs:
+            scores = vecs @ q if ip else -np.square(vecs - q).sum(axis=1)
+            top = np.argsort(-scores, kind="stable")[:k]
+            out.append([(int(seqs[i]), float(scores[i])) for i in top])
+        return out
 
     def _hit(self, label: int, score: float) -> Hit:
         item_id, modality, metadata = self._rows[label]

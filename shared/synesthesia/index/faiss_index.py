@@ -124,7 +124,8 @@ class VectorIndex:
     def search(
         self, queries: np.ndarray, k: int, selector: Any | None, widen: float, effort: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS search at ``effort`` (efSearch for hnsw, nprobe for ivf; ignored by exact
+        """FAISS search of one query vector (1-D results) or of a matrix of them (a row of
+        results each) at ``effort`` (efSearch for hnsw, nprobe for ivf; ignored by exact
         indexes), scaled by ``widen`` >= 1 for selective filters."""
         inner = self.inner
         params: Any
@@ -139,10 +140,9 @@ class VectorIndex:
         if selector is not None:
             params.sel = selector
         k = min(k, max(self.ntotal, 1))
-        distances, labels = self.index.search(
-            np.ascontiguousarray(queries, dtype=np.float32).reshape(1, -1), k, params=params
-        )
-        return distances[0], labels[0]
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        distances, labels = self.index.search(q.reshape(-1, self.spec.dim), k, params=params)
+        return (distances[0], labels[0]) if q.ndim == 1 else (distances, labels)
 
     def memory_bytes(self) -> int:
         return int(faiss.serialize_index(self.index).nbytes)

@@ -58,6 +58,22 @@ def as_vector(value: Any, dim: int, index: int, item_id: str) -> np.ndarray:
     return np.ascontiguousarray(vec)
 
 
+def as_matrix(values: Any, dim: int, item_id: str) -> np.ndarray:
+    """float32 (n, dim) copy of ``values`` (n vectors, n may be 0), checked like ``as_vector``
+    but at once; a bad row is named as ``as_vector`` names it (item i, id ``item_id``)."""
+    try:
+        mat = np.array(values, dtype=np.float32, copy=True)
+    except (TypeError, ValueError):
+        mat = None
+    if mat is not None and mat.size == 0 and len(values) == 0:
+        return np.zeros((0, dim), np.float32)
+    if mat is None or mat.ndim != 2 or mat.shape[1] != dim or not np.isfinite(mat).all():
+        for i, value in enumerate(values):
+            as_vector(value, dim, i, item_id)  # raises naming the first bad row
+        raise InvalidInput(f"expected vectors of shape (n, {dim}), got {np.shape(values)}")
+    return np.ascontiguousarray(mat)
+
+
 def check_metadata(value: Mapping[str, Any] | None, index: int, item_id: str) -> Metadata:
     """Flat mapping of str -> str | int | float | bool; floats must be finite."""
     if value is None:

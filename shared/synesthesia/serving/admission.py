@@ -25,7 +25,7 @@ import grpc
 from grpc import aio
 from prometheus_client import Counter, Gauge
 
-from synesthesia.serving.handlers import around_calls
+from synesthesia.serving.handlers import PerMethod, around_calls
 from synesthesia.serving.security import OPEN_PREFIXES
 
 RETRY_AFTER_HEADER = "retry-after-ms"
@@ -51,6 +51,7 @@ class AdmissionInterceptor(aio.ServerInterceptor):
         self._rates_at = time.monotonic()
         self._hint_s = self._mean_s
         self._hint_at = 0.0
+        self._admitting = PerMethod(self._admit)
 
     def _count(self, kind: str | None) -> None:
         now = time.monotonic()
@@ -112,10 +113,11 @@ class AdmissionInterceptor(aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        method = details.method
-        if handler is None or method.startswith(OPEN_PREFIXES):
+        if handler is None or details.method.startswith(OPEN_PREFIXES):
             return handler
+        return self._admitting(details.method, handler)
 
+    def _admit(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         @contextlib.asynccontextmanager
         async def admitted(context: aio.ServicerContext) -> AsyncIterator[None]:
             if not self._enter(context):

@@ -1,6 +1,7 @@
 """The one way the server interceptors wrap a method handler: every call of the handler, of
 whichever of the four RPC kinds, runs inside an async context manager made per call from the
-call's context (metrics and error mapping, admission, authentication)."""
+call's context (metrics and error mapping, admission, authentication). ``PerMethod`` keeps each
+method's wrapped handler, so that a call costs no new handler (nor closures) of its own."""
 
 from __future__ import annotations
 
@@ -50,3 +51,21 @@ def around_calls(
         request_deserializer=request_deserializer or handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+class PerMethod:
+    """``wrap(method, handler)`` once per method: the wrapped handler is reused for as long as
+    the handler it wraps is the same object (an inner interceptor that wraps per call makes
+    it wrap again; one entry per method either way)."""
+
+    def __init__(self, wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]):
+        self._wrap = wrap
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def __call__(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped

@@ -18,7 +18,7 @@ from grpc import aio
 
 from synesthesia.errors import InvalidInput, SynesthesiaError
 from synesthesia.serving.context import REQUEST_ID_HEADER, new_request_id, request_id
-from synesthesia.serving.handlers import around_calls
+from synesthesia.serving.handlers import PerMethod, around_calls
 from synesthesia.serving.metrics import LATENCY, REQUESTS
 
 log = logging.getLogger(__name__)
@@ -89,20 +89,28 @@ async def _parsed_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 class ServerInterceptor(aio.ServerInterceptor):
+    def __init__(self) -> None:
+        self._observed = PerMethod(self._observe)
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        method = details.method
-        if handler is None or method.startswith(_UNOBSERVED):
+        if handler is None or details.method.startswith(_UNOBSERVED):
             return handler
-        rid = dict(details.invocation_metadata or ()).get(REQUEST_ID_HEADER) or new_request_id()
+        return self._observed(details.method, handler)
+
+    @staticmethod
+    def _observe(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        latency = LATENCY.labels(method)
 
         @contextlib.asynccontextmanager
         async def observed(context: aio.ServicerContext) -> AsyncIterator[None]:
             """Request id + metrics around one RPC; domain errors become statuses."""
+            metadata = dict(context.invocation_metadata() or ())
+            rid = metadata.get(REQUEST_ID_HEADER) or new_request_id()
             request_id.set(str(rid)[:64])
             context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id.get()),))
             start = time.perf_counter()
@@ -120,7 +128,7 @@ class ServerInterceptor(aio.ServerInterceptor):
                 await _abort_for(exc, context, method)
             finally:
                 REQUESTS.labels(method, code.name).inc()
-                LATENCY.labels(method).observe(time.perf_counter() - start)
+                latency.observe(time.perf_counter() - start)
 
         return around_calls(
             handler,

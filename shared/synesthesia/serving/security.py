@@ -49,7 +49,7 @@ METHOD_ROLES: dict[str, str] = {
     **{_ENCODER + m: READ for m in ("Embed", "EmbedStream", "Info")},
     **{
         _SEARCH + m: READ
-        for m in ("Query", "Get", "ListCollections", "DescribeCollection", "Classify")
+        for m in ("Query", "QueryBatch", "Get", "ListCollections", "DescribeCollection", "Classify")
     },
     **{
         _SEARCH + m: WRITE

@@ -254,6 +254,18 @@ class QueryResponse(_message.Message):
     hits: _containers.RepeatedCompositeFieldContainer[QueryHit]
     def __init__(self, hits: _Optional[_Iterable[_Union[QueryHit, _Mapping]]] = ...) -> None: ...
 
+class QueryBatchRequest(_message.Message):
+    __slots__ = ("queries",)
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    queries: _containers.RepeatedCompositeFieldContainer[QueryRequest]
+    def __init__(self, queries: _Optional[_Iterable[_Union[QueryRequest, _Mapping]]] = ...) -> None: ...
+
+class QueryBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[QueryResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[QueryResponse, _Mapping]]] = ...) -> None: ...
+
 class SnapshotRequest(_message.Message):
     __slots__ = ("collection",)
     COLLECTION_FIELD_NUMBER: _ClassVar[int]

@@ -81,6 +81,11 @@ class SearchServiceStub:
                 request_serializer=synesthesia_dot_v1_dot_search__pb2.QueryRequest.SerializeToString,
                 response_deserializer=synesthesia_dot_v1_dot_search__pb2.QueryResponse.FromString,
                 _registered_method=True)
+        self.QueryBatch = channel.unary_unary(
+                '/synesthesia.v1.SearchService/QueryBatch',
+                request_serializer=synesthesia_dot_v1_dot_search__pb2.QueryBatchRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_search__pb2.QueryBatchResponse.FromString,
+                _registered_method=True)
         self.Snapshot = channel.unary_unary(
                 '/synesthesia.v1.SearchService/Snapshot',
                 request_serializer=synesthesia_dot_v1_dot_search__pb2.SnapshotRequest.SerializeToString,
@@ -161,6 +166,16 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryBatch(self, request, context):
+        """Many queries in one call, answered in request order, each as Query would answer it. Vector
+        queries of one collection with the same k and filter are searched together, and the media
+        queries of each modality embedded in one encoder call. A query that fails fails the call,
+        its number named ("query 3: ...").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Snapshot(self, request, context):
         """Writes index snapshots now (they are also written periodically and on shutdown).
         """
@@ -224,6 +239,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.Query,
                     request_deserializer=synesthesia_dot_v1_dot_search__pb2.QueryRequest.FromString,
                     response_serializer=synesthesia_dot_v1_dot_search__pb2.QueryResponse.SerializeToString,
+            ),
+            'QueryBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryBatch,
+                    request_deserializer=synesthesia_dot_v1_dot_search__pb2.QueryBatchRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_search__pb2.QueryBatchResponse.SerializeToString,
             ),
             'Snapshot': grpc.unary_unary_rpc_method_handler(
                     servicer.Snapshot,
@@ -481,6 +501,33 @@ class SearchService:
             '/synesthesia.v1.SearchService/Query',
             synesthesia_dot_v1_dot_search__pb2.QueryRequest.SerializeToString,
             synesthesia_dot_v1_dot_search__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.SearchService/QueryBatch',
+            synesthesia_dot_v1_dot_search__pb2.QueryBatchRequest.SerializeToString,
+            synesthesia_dot_v1_dot_search__pb2.QueryBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
