@@ -4,8 +4,8 @@ calls run in a small thread pool so the event loop stays free.
 Vector searches take a path of their own, ``SearchBatcher``: concurrent searches of a collection
 with the same k, filter and recall target are merged into one ``Collection.query_batch`` call,
 so that under load one thread hop and one FAISS call serve many queries, on "search lanes"
-(one thread per core, one FAISS thread each). A search that finds a lane free starts at once: merging never
-makes a query wait."""
+(one thread per core, one FAISS thread each). A search that finds a lane free starts at once:
+merging never makes a query wait."""
 
 from __future__ import annotations
 
