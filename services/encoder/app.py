@@ -40,9 +40,10 @@ async def start_encoder(
     gpu = resolve_device(settings.device).type != "cpu"  # an absent GPU fails here
     loop = asyncio.get_running_loop()
     t0 = time.perf_counter()
-    model: Embedder = embedder or await loop.run_in_executor(
-        None, lambda: load_embedder(settings, settings.modality)
-    )
+    if embedder is None:
+        model = await loop.run_in_executor(None, lambda: load_embedder(settings, settings.modality))
+    else:
+        model = embedder
     workers, threads = settings.parallelism(available_cpus(), gpu, parameters(model))
     torch.set_num_threads(threads)  # threads made from now on (the model workers) use this
     log.info(

@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -130,9 +131,11 @@ def eval_main(argv: list[str]) -> int:
                 tower.anchors = None
         print("text-anchor heads removed (--no-anchors)")
     if args.precision != "fp32":
+        from synesthesia.models.minilm.model import SynesthesiaMiniLM
         from synesthesia.train.evaluate import InPrecision
 
-        model = InPrecision(model, getattr(torch, {"bf16": "bfloat16"}[args.precision]))
+        dtype = getattr(torch, {"bf16": "bfloat16"}[args.precision])
+        model = cast(SynesthesiaMiniLM, InPrecision(model, dtype))  # the same interface
         print(f"towers run in {args.precision}")
     split = None if args.open_world == "none" else args.open_world
     rep = evaluate(model, limit=args.limit, parity=not args.no_parity, open_world=split)
