@@ -8,8 +8,10 @@ search``; TLS and tokens off, a temporary data directory, no encoders). This pro
 collection of ``--n`` vectors (bench/bench_index.py's seeded Gaussian mixture) of index kind
 ``--kind`` with the service's default parameters through the SDK, snapshots it, then measures:
 
-* **raw FAISS, single**: the snapshot file loaded with ``read_snapshot`` (the same graph and
-  efSearch the service searches), one FAISS thread, one query per ``search`` call;
+* **raw FAISS, single**: the snapshot file loaded with ``read_snapshot`` (the same graph, at
+  the efSearch the service searches with: its calibrated effort, from DescribeCollection; the
+  service also scores its calibration holdout, up to 200 items, exactly per query), one FAISS
+  thread, one query per ``search`` call;
 * **service, N clients**: ``--clients`` concurrent ``AsyncSearchClient``s, each its own channel,
   sending vector ``Query`` calls (k=10) until every query has been asked ``--repeat`` times
   (p50: of the calls' latency);
@@ -86,8 +88,9 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)]))
 
 
-def build(target: str, x: np.ndarray, kind: str) -> float:
-    """Creates and fills the collection through the SDK, snapshots it; returns seconds."""
+def build(target: str, x: np.ndarray, kind: str) -> tuple[float, int]:
+    """Creates and fills the collection through the SDK, waits until its search effort is
+    calibrated to the final size, snapshots it; (seconds, the effort the service uses)."""
     from synesthesia.client import Item, SearchClient
 
     with SearchClient(target, timeout=600) as client:
@@ -97,8 +100,12 @@ def build(target: str, x: np.ndarray, kind: str) -> float:
         for s in range(0, len(x), step):
             part = range(s, min(len(x), s + step))
             client.upsert(COLLECTION, [Item(str(i), x[i], modality="image") for i in part], step)
+        info = client.describe_collection(COLLECTION)
+        while info.search_effort and info.calibrated_count < 0.98 * len(x):
+            time.sleep(1.0)
+            info = client.describe_collection(COLLECTION)
         client.snapshot(COLLECTION)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, int(info.search_effort)
 
 
 def raw_index(data_dir: Path) -> tuple[object, dict[int, int], dict[str, int]]:
@@ -112,19 +119,20 @@ def raw_index(data_dir: Path) -> tuple[object, dict[int, int], dict[str, int]]:
         rows = {seq: int(item_id) for item_id, seq, _, _ in store.live_rows(COLLECTION)}
     finally:
         store.close()
-    vi, _ = read_snapshot(data_dir / "snapshots" / f"{COLLECTION}.snap", spec)
+    vi, _, _ = read_snapshot(data_dir / "snapshots" / f"{COLLECTION}.snap", spec)
     return vi, rows, dict(spec.params)
 
 
-def search_params(vi: object, params: dict[str, int]) -> object:
+def search_params(vi: object, effort: int) -> object:
+    """FAISS search parameters at the service's effort (its calibrated efSearch / nprobe)."""
     inner = vi.inner  # type: ignore[attr-defined]
     if isinstance(inner, faiss.IndexHNSW):
         p = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
-        p.efSearch = params["ef_search"]
+        p.efSearch = effort
         return p
     if isinstance(inner, faiss.IndexIVF):
         p = faiss.SearchParametersIVF()
-        p.nprobe = params["nprobe"]
+        p.nprobe = effort
         return p
     return None
 
@@ -254,9 +262,9 @@ def main() -> int:
         cmd = [sys.executable, __file__, "--child", str(data_dir)]
         with child_service(cmd) as (proc, port):
             target = f"127.0.0.1:{port}"
-            build_s = build(target, x, args.kind)
+            build_s, effort = build(target, x, args.kind)
             vi, rows, params = raw_index(data_dir)
-            sp = search_params(vi, params)
+            sp = search_params(vi, effort)
             phases: dict[str, Callable[[], dict]] = {
                 "raw FAISS, single queries, 1 thread": lambda: raw_single(vi, sp, queries, args),
                 f"service, {args.clients} clients, Query": lambda: served_single(
@@ -283,6 +291,7 @@ def main() -> int:
             got["ids"] = [[rows[int(lb)] for lb in row if lb >= 0] for row in got["labels"]]
 
     shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
+    shown += f"; effort in use {effort}" if effort else ""
     print(
         f"\n{args.n:,} x {args.dim}-d vectors (mixture), index {args.kind} ({shown}), built in"
         f" {build_s:.0f} s through the service; {args.queries} queries x {args.repeat} a round,"
