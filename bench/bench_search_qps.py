@@ -88,13 +88,13 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)]))
 
 
-def build(target: str, x: np.ndarray, kind: str) -> tuple[float, int]:
+def build(target: str, x: np.ndarray, kind: str, params: dict[str, int]) -> tuple[float, int]:
     """Creates and fills the collection through the SDK, waits until its search effort is
     calibrated to the final size, snapshots it; (seconds, the effort the service uses)."""
     from synesthesia.client import Item, SearchClient
 
     with SearchClient(target, timeout=600) as client:
-        client.create_collection(COLLECTION, dim=x.shape[1], index=kind)
+        client.create_collection(COLLECTION, dim=x.shape[1], index=kind, index_params=params)
         start = time.perf_counter()
         step = 1000
         for s in range(0, len(x), step):
@@ -241,6 +241,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the four paths (best kept)")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--kind", default="hnsw", choices=["flat", "hnsw", "ivf-pq"])
+    ap.add_argument(
+        "--ef-search", type=int, default=0, help="hnsw ef_search (0: the default, calibrated)"
+    )
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--batch", type=int, default=64, help="queries per batched call")
     ap.add_argument("--batch-clients", type=int, default=2)
@@ -262,7 +265,8 @@ def main() -> int:
         cmd = [sys.executable, __file__, "--child", str(data_dir)]
         with child_service(cmd) as (proc, port):
             target = f"127.0.0.1:{port}"
-            build_s, effort = build(target, x, args.kind)
+            params = {"ef_search": args.ef_search} if args.ef_search else {}
+            build_s, effort = build(target, x, args.kind, params)
             vi, rows, params = raw_index(data_dir)
             sp = search_params(vi, effort)
             phases: dict[str, Callable[[], dict]] = {
