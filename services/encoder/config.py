@@ -49,8 +49,8 @@ class EncoderConfig(BaseModel):
     max_wait_ms: float = Field(
         DEFAULT_MAX_WAIT_MS,
         ge=0,
-        description="how long a batch waits to fill up (longer for a slow model: up to a tenth "
-        "of the model time of the rows collected)",
+        description="how long a batch waits to fill up (longer, up to a tenth of the recent "
+        "forward pass, for a slow model)",
     )
     max_items_per_request: int = Field(DEFAULT_MAX_ITEMS_PER_REQUEST, ge=1)
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024)

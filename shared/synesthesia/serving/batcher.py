@@ -2,10 +2,9 @@
 
 Requests submit already-prepared items; one background task collects items until
 ``max_batch`` (counted in model rows, e.g. audio windows) or the wait has passed since the first
-item (``max_wait``, or, if longer, a tenth of what the rows collected so far take the model by
-the recent cost per row: a model that takes seconds per row waits long enough for a burst to
-arrive, at a tenth of its own cost, while a lone request to a fast model never waits more than
-``max_wait``), skips items whose caller has gone (cancelled / deadline exceeded), and runs ONE
+item (``max_wait``, or a tenth of the recent forward pass's duration if that is longer: a model
+that takes seconds per pass waits long enough for a burst to arrive, at a tenth of its own
+cost), skips items whose caller has gone (cancelled / deadline exceeded), and runs ONE
 model forward pass in a dedicated thread, so the event loop keeps accepting requests meanwhile.
 
 ``workers`` forward passes may run at once, each in its own thread (on a CPU, several
@@ -28,7 +27,7 @@ from synesthesia.models.embedder import Prepared
 
 log = logging.getLogger(__name__)
 
-#: the wait for a batch to fill stretches to this share of the model time of the rows collected
+#: the wait for a batch to fill stretches to this share of the recent forward pass's duration
 WAIT_SHARE_OF_PASS = 0.1
 
 
@@ -60,7 +59,7 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model")
         self._free = asyncio.Semaphore(workers)
         self._forwards: set[asyncio.Task[None]] = set()
-        self.row_s = 0.0  # moving average of a forward pass's duration per model row
+        self.pass_s = 0.0  # moving average of a forward pass's duration
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -96,13 +95,12 @@ class MicroBatcher:
         first = await self._queue.get()
         batch, cost = [first], first.prepared.windows
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        deadline = loop.time() + max(self.max_wait_s, WAIT_SHARE_OF_PASS * self.pass_s)
         while cost < self.max_batch:
             try:
                 nxt = self._queue.get_nowait()
             except asyncio.QueueEmpty:
-                wait = max(self.max_wait_s, WAIT_SHARE_OF_PASS * self.row_s * cost)
-                remaining = start + wait - loop.time()
+                remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 try:
@@ -139,8 +137,7 @@ class MicroBatcher:
                 self._executor, self._encode, [p.prepared for p in batch]
             )
             took = loop.time() - started
-            per_row = took / max(1, sum(p.prepared.windows for p in batch))
-            self.row_s = per_row if not self.row_s else 0.8 * self.row_s + 0.2 * per_row
+            self.pass_s = took if not self.pass_s else 0.8 * self.pass_s + 0.2 * took
         except Exception as exc:  # a model failure fails this batch, not the batcher
             log.exception("batch of %d items failed", len(batch))
             for p in batch:
