@@ -182,6 +182,8 @@ def r_query(r: random.Random) -> search_pb2.QueryRequest:
         q.id = r_str(r)
     q.modalities.extend(r.randint(-1, 5) for _ in range(r.randint(0, 3)))
     q.filter.CopyFrom(r_struct(r))
+    if r.random() < 0.3:
+        q.recall_target = r.choice([r_num(r), r.random(), 0.95, 1.0])
     return q
 
 
@@ -216,6 +218,9 @@ GENERATORS: dict[str, Callable[[random.Random], Any]] = {
         collection=r.choice(["c", r_str(r)]), ids=[r_str(r) for _ in range(r.randint(0, 5))]
     ),
     "Query": r_query,
+    "QueryBatch": lambda r: search_pb2.QueryBatchRequest(
+        queries=[r_query(r) for _ in range(r.choice([0, 1, 3, 10, 65]))]
+    ),
     "Snapshot": lambda r: search_pb2.SnapshotRequest(collection=r.choice(["", "c", r_str(r)])),
     "Classify": lambda r: search_pb2.ClassifyRequest(
         **r.choice([{"text": r_str(r)}, {"image": r.randbytes(8)}, {"audio": r.randbytes(8)}, {}]),
