@@ -105,13 +105,17 @@ def test_sigkill_loses_no_acknowledged_upsert(tmp_path: Path) -> None:
         # unacknowledged batches may have committed just before the kill; nothing else may exist
         assert len(acked) <= info.count <= len(acked) + kills * 5
         assert info.index_ntotal - info.dead_in_index == info.count
-        # the index serves what it stores: a query by an acknowledged item's vector finds it with
-        # its exact score, and whatever ranks above it truly scores higher (inner product of
-        # unnormalised vectors: a longer vector can beat the item itself, so the item is not
-        # always first; every id here, acknowledged or not, has its vector in ``expected``)
-        probe = acked[len(acked) // 2]
-        vec = expected(probe)[0]
-        hits = coll.query(vec, 20)
-        rank = next(i for i, h in enumerate(hits) if h.id == probe)
-        assert abs(hits[rank].score - float(vec @ vec)) < 1e-3
-        assert all(float(expected(h.id)[0] @ vec) > hits[rank].score for h in hits[:rank])
+        # the derived FAISS index holds exactly what is stored: every live label (those of the
+        # calibration holdout apart, scored exactly by every query) with its stored vector.
+        # (Whether HNSW then finds an item is recall, tested elsewhere: this graph is
+        # deliberately weak, and an exact-match query may miss a poorly linked node.)
+        vi = coll._index
+        in_index = set(vi.labels().tolist()) - set(
+            coll._dead
+        )  # dead: replaced, awaiting compaction
+        assert in_index | set(coll._holdout) == set(coll._rows)
+        assert not in_index & set(coll._holdout)
+        for probe in (acked[0], acked[len(acked) // 2], acked[-1]):
+            label = coll._label_of[probe]
+            got = coll._holdout[label] if label in coll._holdout else vi.index.reconstruct(label)
+            assert np.array_equal(np.asarray(got, np.float32), expected(probe)[0]), probe
