@@ -79,3 +79,19 @@ def test_photos_train_only_on_seen_classes_and_never_on_their_names() -> None:
     for photo, names, caps, _ in picked:
         assert photo.split == "train" and photo.wnid in ow.split_wnids("fit")
         assert not {n.lower() for n in names} & banned and not caps  # no WordNet here
+
+
+def test_cut_mix_pastes_a_patch_and_mixes_the_targets_by_area() -> None:
+    import torch
+    from synesthesia.train.augment import cut_mix
+
+    x = torch.stack([torch.zeros(3, 8, 8), torch.ones(3, 8, 8)])
+    t = torch.eye(2)
+    same, kept = cut_mix(x, t, torch.Generator().manual_seed(0), prob=0.0)
+    assert torch.equal(same, x) and torch.equal(kept, t)
+    for seed in range(20):
+        y, u = cut_mix(x, t, torch.Generator().manual_seed(seed), prob=1.0)
+        assert torch.allclose(u.sum(1), torch.ones(2))
+        # each picture's targets weigh the other picture by the share of its pixels it shows
+        assert torch.allclose(u[0, 1], y[0].mean()) and torch.allclose(u[1, 0], 1 - y[1].mean())
+    assert torch.equal(x, torch.stack([torch.zeros(3, 8, 8), torch.ones(3, 8, 8)]))  # untouched

@@ -33,6 +33,30 @@ def random_resized_crop(
     return jitter_colours(_crop(x, sx * flip, sy, tx, ty, size), gen)
 
 
+def cut_mix(
+    x: torch.Tensor, targets: torch.Tensor, gen: torch.Generator, prob: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix: with ``prob``, a picture gets a rectangle (20-50 % of its area, at a random
+    place) of another picture of the batch pasted in, and its targets become the two pictures'
+    targets weighed by the areas they show."""
+    b, _, h, w = x.shape
+    chosen = torch.nonzero(torch.rand(b, generator=gen) < prob)[:, 0]
+    if not len(chosen):
+        return x, targets
+    source, given = x, targets  # patches come from the unmixed pictures
+    x, targets = x.clone(), targets.clone()
+    other = torch.randint(0, b, (len(chosen),), generator=gen)
+    area = _uniform(gen, 0.2, 0.5, len(chosen))
+    for i, j, a in zip(chosen.tolist(), other.tolist(), area.tolist(), strict=True):
+        bh, bw = max(1, round(h * math.sqrt(a))), max(1, round(w * math.sqrt(a)))
+        top = int(torch.randint(0, h - bh + 1, (1,), generator=gen))
+        left = int(torch.randint(0, w - bw + 1, (1,), generator=gen))
+        x[i, :, top : top + bh, left : left + bw] = source[j, :, top : top + bh, left : left + bw]
+        share = bh * bw / (h * w)
+        targets[i] = (1 - share) * given[i] + share * given[j]
+    return x, targets
+
+
 def _uniform(gen: torch.Generator, lo: float, hi: float, n: int) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=gen)
 

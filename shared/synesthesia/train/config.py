@@ -37,10 +37,21 @@ class Stage:
     # learning curve); ``wordnet``: their captions also from WordNet (synonyms, gloss,
     # hypernyms; train time only); ``photo_area``: the random-resized-crop's share of a photo
     imagenet: str | None = None
+    # leave out every training item (drawing, sound) and name that names an unseen ImageNet
+    # class (the sample's eval classes: manifest label or WordNet synonym; needs WordNet), in
+    # a stage without ImageNet photos too. ESC-50's own class names (hen, pig, chainsaw,
+    # vacuum cleaner) stay: they are the sound benchmark's classes. A stage with ``imagenet``
+    # always leaves them out.
+    unseen_out: bool = False
     imagenet_share: float = 0.0
+    # images: this many common WordNet nouns of things (``wordnet.distractors``: unrelated to
+    # every class trained on and to the sample's classes) join the bank as classes without
+    # pictures, so that a picture must be nearer its own words than thousands of others
+    distractors: int = 0
     imagenet_concepts: int | None = None
     wordnet: bool = False
     photo_area: tuple[float, float] = (0.25, 1.0)
+    cut_mix: float = 0.0  # images: share of the batch's pictures given a CutMix patch
     # start the tower from this towers file's weights (e.g. the image tower the audio tower was
     # bound to, fine-tuned here on photos) instead of a fresh one
     init_from: str | None = None

@@ -20,6 +20,7 @@ from synesthesia.train.anchors import attach_training_anchors
 from synesthesia.train.augment import (
     augment_fbank,
     augment_images,
+    cut_mix,
     normalise_images,
     random_resized_crop,
 )
@@ -75,14 +76,28 @@ def init_audio_stem_from_image(audio: AudioStem, image: ImageStem) -> None:
     audio.body.load_state_dict(source)
 
 
-def init_tower(tower: torch.nn.Module, weights: str, modality: str) -> None:
-    """Load ``modality``'s trained tower from the towers file ``weights`` (``init_from``); the
-    architecture must match (the image size may differ: the stem serves any size)."""
+def init_tower(tower: torch.nn.Module, weights: str, modality: str) -> list[str]:
+    """Load ``modality``'s trained tower from the towers file ``weights`` (``init_from``). Every
+    trained tensor must fit the new tower (the image size may differ: the stem serves any
+    size); parts the trained tower lacks (a tower of another ``mode``: its own Transformer, the
+    hybrid's bypass) start fresh, and their names are returned."""
     from synesthesia.models.minilm.weights import load_model
 
     source = getattr(load_model(weights, (modality,))[0], modality)
     state = {k: v for k, v in source.state_dict().items() if not k.startswith("anchors.")}
-    tower.load_state_dict(state)
+    target = tower.state_dict()
+    misfit = [
+        f"{k}: trained {tuple(v.shape)}, new {tuple(target[k].shape) if k in target else None}"
+        for k, v in state.items()
+        if k not in target or target[k].shape != v.shape
+    ]
+    if misfit:
+        raise ValueError(
+            f"init_from {weights}: the trained {modality} tower does not fit this config's "
+            f"tower ({len(misfit)} tensors differ; first {misfit[0]})"
+        )
+    fresh = tower.load_state_dict(state, strict=False).missing_keys
+    return [k for k in fresh if not k.startswith("anchors.")]
 
 
 def ckpt_path(run_dir: Path, modality: str) -> Path:
@@ -106,6 +121,8 @@ def _batch_image(
         idx = torch.cat([small, large])
     x = normalise_images(x, cfg.mean, cfg.std)
     targets = ts.targets(idx)
+    if stage.cut_mix > 0:
+        x, targets = cut_mix(x, targets, gen, stage.cut_mix)
     tokens, valid = model.image.stem(x)
     return model.image.pool(tokens, valid, model.backbone), targets
 
@@ -252,7 +269,9 @@ def prepare(cfg: TrainConfig, modality: str, run_dir: Path) -> tuple[Synesthesia
     if stage.through_anchors:
         attach_training_anchors(model, cfg, modality)
     if stage.init_from:
-        init_tower(tower, stage.init_from, modality)
+        fresh = init_tower(tower, stage.init_from, modality)
+        if fresh:
+            print(f"init_from {stage.init_from}: {len(fresh)} tensors start fresh ({fresh[0]} ...)")
     if modality == "image":
         return model, image_set(model, cfg.model.image, stage, cfg.seed)
     bind = stage.picture_weight > 0 or stage.picture_ce > 0 or stage.own_ce > 0

@@ -26,7 +26,13 @@ from synesthesia.train.texts import (
     build_bank,
     caption_name,
 )
-from synesthesia.train.wordnet import class_texts, hypernym_chain, load_nouns
+from synesthesia.train.wordnet import (
+    class_texts,
+    distractors,
+    hypernym_chain,
+    load_nouns,
+    noun_senses,
+)
 
 CIFAR_NAMES = {
     "airplane": ["airplane", "plane"], "automobile": ["automobile", "car"], "bird": ["bird"],
@@ -114,7 +120,7 @@ def image_set(model: SynesthesiaMiniLM, cfg: ImageCfg, stage: Stage, seed: int) 
     classes = {k: list(v) for k, v in CIFAR_NAMES.items()}
     captions: dict[str, list[str]] = {}
     synonyms = {n: k for k, names in CIFAR_NAMES.items() for n in names}
-    banned = held_out_names(stage) if stage.imagenet else set()
+    banned = held_out_names(stage)
     tux_px, tux_lab = [], []
     mean, std = np.asarray(cfg.mean), np.asarray(cfg.std)
     items = data.tux_items(held_out=False) + (data.gallery_pictures() if stage.gallery else [])
@@ -143,6 +149,8 @@ def image_set(model: SynesthesiaMiniLM, cfg: ImageCfg, stage: Stage, seed: int) 
             photo_px.append(photo_pixels(photo, 2 * cfg.image_size))
             photo_lab.append(list(classes).index(key))
             photo_parent.append(-1 if parent in (None, key) else list(classes).index(parent))
+    if stage.distractors:
+        add_distractors(classes, captions, stage.distractors, banned, seed)
     bank = build_bank(model, classes, IMAGE_TEMPLATES, captions)
     labels = np.concatenate([y, np.asarray(tux_lab + photo_lab, dtype=np.int64)])
     # CIFAR is balanced; Tux Paint pictures get ``tux_share`` of the draws in total, photos
@@ -162,6 +170,26 @@ def image_set(model: SynesthesiaMiniLM, cfg: ImageCfg, stage: Stage, seed: int) 
         bank, torch.from_numpy(labels), torch.from_numpy(share / share.sum()), pixels,
         photos=photos, parents=torch.from_numpy(parents) if n_photo else None,
     )  # fmt: skip
+
+
+def add_distractors(
+    classes: dict[str, list[str]], captions: dict[str, list[str]], count: int, banned: set[str],
+    seed: int,
+) -> None:  # fmt: skip
+    """Append ``count`` picture-less classes (``wordnet.distractors``) to the bank's classes,
+    each written in four of the image templates (drawn per word). Kept clear of them: every
+    class of the ImageNet sample (trained on or unseen) and every sense of a bank name."""
+    senses = noun_senses()
+    clear = {w[1:] for w in split_wnids("train") + split_wnids("eval")}
+    names = {n.lower() for group in classes.values() for n in group}
+    for name in names:
+        clear |= set(senses.get(name, ([], 0))[0])
+    rng = np.random.default_rng(seed)
+    for off, word in distractors(load_nouns(), clear, banned | names, count, seed):
+        key = f"distractor:{off}"
+        classes[key] = []
+        pick = rng.choice(len(IMAGE_TEMPLATES), 4, replace=False)
+        captions[key] = [IMAGE_TEMPLATES[int(i)].format(word) for i in pick]
 
 
 def resize_pixels(x: np.ndarray, size: int, chunk: int = 2000) -> np.ndarray:
@@ -186,14 +214,16 @@ def photo_pixels(photo: Photo, side: int) -> np.ndarray:
 
 
 def held_out_names(stage: Stage) -> set[str]:
-    """Lower-case names never trained on while ImageNet photos are: the manifest labels of the
-    unseen classes (eval, and validation when training on ``fit``) and, with ``wordnet``, all
-    their WordNet synonyms."""
+    """Lower-case names never trained on (empty unless the stage trains on ImageNet photos or
+    has ``unseen_out``): the manifest labels of the unseen classes (eval, and validation when
+    training on ``fit``) and, with ``wordnet`` or ``unseen_out``, all their WordNet synonyms."""
+    if not (stage.imagenet or stage.unseen_out):
+        return set()
     unseen = set(split_wnids("eval"))
     if stage.imagenet == "fit":
         unseen |= set(split_wnids("val"))
     names = {p.label.lower() for p in imagenet_photos() if p.wnid in unseen}
-    if stage.wordnet:
+    if stage.wordnet or stage.unseen_out:
         nouns = load_nouns()
         names |= {w.lower() for wnid in unseen for w in nouns[wnid[1:]].words}
     return names
@@ -240,6 +270,16 @@ def audio_key(clip: data.Clip, esc50_names: set[str]) -> tuple[str, str]:
     return (name if name in esc50_names else f"{clip.source}:{name}"), name
 
 
+def seen_clips(clips: list[data.Clip], names50: set[str], banned: set[str]) -> list[data.Clip]:
+    """The clips without a Tux Paint / OpenSFX sound named like an unseen class ("A lion
+    roars."); ESC's own classes keep their names (see ``Stage.unseen_out``)."""
+    return [
+        c
+        for c in clips
+        if c.source in ("esc10", "esc50") or audio_key(c, names50)[1].lower() not in banned
+    ]
+
+
 def esc50_names() -> list[str]:
     rows = data.esc50_clips("train") + data.esc50_clips("eval")
     return sorted({c.label for c in rows})
@@ -255,6 +295,8 @@ def audio_set(
     clips = data.train_audio_clips()
     clips = [clips[i] for i in _subset(len(clips), stage.limit, seed)]
     names50 = set(esc50_names())
+    banned = held_out_names(stage)
+    clips = seen_clips(clips, names50, banned)
     classes: dict[str, list[str]] = {n: [n] for n in sorted(names50)}
     for e10, e50 in ESC10_TO_ESC50.items():
         if e10 != e50:
@@ -278,12 +320,16 @@ def audio_set(
         torch.from_numpy(lab),
         _share_others(balanced_weights(lab, stage.balance_alpha), clips, stage.other_share),
         fbanks=fbanks,
-        pictures=picture_anchors(pictures, clips) if pictures is not None else None,
+        pictures=picture_anchors(pictures, clips, banned) if pictures is not None else None,
     )
 
 
 @torch.no_grad()  # (not inference_mode: the vectors take part in the training loss)
-def picture_anchors(pictures: SynesthesiaMiniLM, clips: list[data.Clip]) -> Pictures:
+def picture_anchors(
+    pictures: SynesthesiaMiniLM,
+    clips: list[data.Clip],
+    banned: frozenset[str] | set[str] = frozenset(),
+) -> Pictures:
     """Binds each clip to the pictures of its thing under the image tower ``pictures``: a Tux
     Paint sound to its own picture, a clip of a class that has pictures (``PICTURE_OF``, CIFAR-10
     names and synonyms, Tux Paint captions) to that class's mean picture vector. A class mean
@@ -307,6 +353,8 @@ def picture_anchors(pictures: SynesthesiaMiniLM, clips: list[data.Clip]) -> Pict
     own_row: dict[Path, int] = {}
     mean, std = np.asarray(icfg.mean), np.asarray(icfg.std)
     for item in data.tux_items(held_out=False):
+        if caption_name(item.caption).lower() in banned:  # a drawing of an unseen class
+            continue
         t = image_to_tensor(data.load_picture(item.image), icfg)
         px = np.rint((np.moveaxis(t.numpy(), 0, -1) * std + mean) * 255).clip(0, 255)
         v = image_vectors(pictures, px.astype(np.uint8)[None])[0]  # the training-time rounding

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Synset:
@@ -90,3 +92,77 @@ def class_texts(
             continue
         caps += [f"{first}, a kind of {words[0]}.", f"a photo of {article(words[0])}."]
     return names, list(dict.fromkeys(caps))
+
+
+# Physical things a picture can show: artifact, organism, food, natural object.
+THING_ROOTS = ("00021939", "00004475", "00021265", "00019128")
+
+
+def ancestors(
+    nouns: dict[str, Synset], offset: str, memo: dict[str, frozenset[str]]
+) -> frozenset[str]:
+    """Every hypernym of ``offset`` along every path (not ``offset`` itself)."""
+    if offset not in memo:
+        memo[offset] = frozenset()  # (a cycle guard; WordNet's noun graph has none)
+        found: set[str] = set()
+        for up in nouns[offset].hypernyms:
+            found.add(up)
+            found |= ancestors(nouns, up, memo)
+        memo[offset] = frozenset(found)
+    return memo[offset]
+
+
+def distractors(
+    nouns: dict[str, Synset], clear: set[str], banned: set[str], count: int, seed: int
+) -> list[tuple[str, str]]:
+    """``count`` (offset, word) pairs of things a picture can show (``THING_ROOTS``), drawn with
+    ``seed``, that are none of the synsets ``clear`` (offsets: the classes trained on and the
+    unseen ones), nor their kinds or their ancestors, and whose words are not ``banned``: names
+    a picture must *not* be near, so that the tower places pictures among many words, not only
+    among its training classes. Common nouns only (a sense that is tagged in WordNet's
+    corpus, ``noun_senses``), of at most three words."""
+    senses = noun_senses()
+    memo: dict[str, frozenset[str]] = {}
+    near = set(clear)
+    for off in clear:
+        near |= ancestors(nouns, off, memo)
+    roots = set(THING_ROOTS)
+    seen: set[str] = set()
+    pool = []
+    for off in sorted(nouns):
+        up = ancestors(nouns, off, memo)
+        if off in near or not (up & roots) or up & set(clear):
+            continue
+        word = nouns[off].words[0]
+        if (
+            not re.fullmatch(r"[a-z][a-z\- ]*[a-z]", word)
+            or word.count(" ") > 2
+            or any(w.lower() in banned for w in nouns[off].words)
+            or word in seen
+            or off not in _common(senses, word)
+        ):
+            continue
+        seen.add(word)
+        pool.append((off, word))
+    pick = np.random.default_rng(seed).permutation(len(pool))[:count]
+    return [pool[i] for i in sorted(pick)]
+
+
+def _common(senses: dict[str, tuple[list[str], int]], word: str) -> list[str]:
+    offsets, tagged = senses.get(word, ([], 0))
+    return offsets[:tagged]
+
+
+def noun_senses(path: Path | None = None) -> dict[str, tuple[list[str], int]]:
+    """word -> (the offsets of all its noun senses, most common first; how many of the first
+    were seen in WordNet's semantic concordance, ``tagsense_cnt``: its common meanings), from
+    ``index.noun``."""
+    path = path or wordnet_dir() / "index.noun"
+    out: dict[str, tuple[list[str], int]] = {}
+    for line in path.read_text(encoding="latin-1").splitlines():
+        if not line or line.startswith(" "):
+            continue
+        f = line.split()
+        p_cnt = int(f[3])
+        out[f[0].replace("_", " ")] = (f[6 + p_cnt :], int(f[5 + p_cnt]))
+    return out
