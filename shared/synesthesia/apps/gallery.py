@@ -40,31 +40,37 @@ def caption_of(path: Path) -> str:
     return ""
 
 
-def _apt_download(cache: Path) -> Path:
+GALLERY_HINT = "index your own files instead: synesthesia demo --gallery DIR"
+
+
+def apt_download(cache: Path, package: str = PACKAGE, hint: str = GALLERY_HINT) -> Path:
+    """``apt-get download`` of ``package`` into ``cache`` (no root needed; as root, one
+    ``apt-get update`` when the package lists do not know it); the .deb's path. ``hint``: what
+    to do instead, for the error message."""
     if shutil.which("apt-get") is None:
         raise GalleryError(
-            f"apt-get is not available, so the sample gallery ({PACKAGE}, a Debian package) "
-            "cannot be downloaded; index your own files instead: synesthesia demo --gallery DIR"
+            f"apt-get is not available, so {package} (a Debian package) cannot be downloaded; "
+            f"{hint}"
         )
 
     def download() -> subprocess.CompletedProcess[str]:
         # apt-get prints its own progress line; stderr is kept for the error message.
         return subprocess.run(
-            ["apt-get", "download", PACKAGE], cwd=cache, stderr=subprocess.PIPE, text=True
+            ["apt-get", "download", package], cwd=cache, stderr=subprocess.PIPE, text=True
         )
 
     done = download()
     unknown = "Unable to locate package" in done.stderr or "candidate" in done.stderr
     if done.returncode != 0 and unknown and os.geteuid() == 0:
-        print(f"{PACKAGE} not found in the package lists; running apt-get update …", flush=True)
+        print(f"{package} not found in the package lists; running apt-get update …", flush=True)
         subprocess.run(["apt-get", "update", "-qq"], check=False)
         done = download()
-    debs = sorted(cache.glob(f"{PACKAGE}_*.deb"))
+    debs = sorted(cache.glob(f"{package}_*.deb"))
     if done.returncode != 0 or not debs:
-        hint = "run 'sudo apt-get update' and try again, or " if os.geteuid() != 0 else ""
+        again = "run 'sudo apt-get update' and try again, or " if os.geteuid() != 0 else ""
         raise GalleryError(
-            f"could not download {PACKAGE} with apt-get ({done.stderr.strip()[-300:]}); "
-            f"{hint}index your own files instead: synesthesia demo --gallery DIR"
+            f"could not download {package} with apt-get ({done.stderr.strip()[-300:]}); "
+            f"{again}{hint}"
         )
     return debs[-1]
 
@@ -146,7 +152,7 @@ def obtain_tuxpaint(cache: Path) -> Path:
         deb = debs[-1]
     else:
         print(f"downloading the sample gallery: Debian package {PACKAGE} (about 160 MB) …")
-        deb = _apt_download(cache)
+        deb = apt_download(cache)
     if shutil.which("dpkg-deb") is None:
         raise GalleryError("dpkg-deb is missing; use: synesthesia demo --gallery DIR")
     partial = cache / "tuxpaint-stamps.partial"

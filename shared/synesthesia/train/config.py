@@ -44,6 +44,10 @@ class Stage:
     # always leaves them out.
     unseen_out: bool = False
     imagenet_share: float = 0.0
+    # images: share of the draws from Open Clip Art's captioned drawings (``clipart``: 2,548
+    # pictures of things, fetched once from Debian; those named like an unseen class are
+    # left out, as with ``unseen_out``), class-balanced among them
+    clipart_share: float = 0.0
     # images: this many common WordNet nouns of things (``wordnet.distractors``: unrelated to
     # every class trained on and to the sample's classes) join the bank as classes without
     # pictures, so that a picture must be nearer its own words than thousands of others

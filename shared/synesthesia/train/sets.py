@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from synesthesia.models.minilm.config import AudioCfg, ImageCfg
 from synesthesia.models.minilm.model import SynesthesiaMiniLM
 from synesthesia.models.minilm.preprocess import image_to_tensor, log_mel
-from synesthesia.train import data
+from synesthesia.train import clipart, data
 from synesthesia.train.config import Stage
 from synesthesia.train.openworld import Photo, imagenet_photos, split_wnids
 from synesthesia.train.texts import (
@@ -135,6 +135,9 @@ def image_set(model: SynesthesiaMiniLM, cfg: ImageCfg, stage: Stage, seed: int) 
         px = np.rint((np.moveaxis(t, 0, -1) * std + mean) * 255).clip(0, 255).astype(np.uint8)
         tux_px.append(px)
         tux_lab.append(list(classes).index(key))
+    art_px, art_lab = [], []
+    if stage.clipart_share:
+        art_px, art_lab = clipart_set(classes, captions, synonyms, banned, cfg)
     photo_px, photo_lab, photo_parent = [], [], []
     if stage.imagenet:
         known = {n.lower(): k for k, names in classes.items() for n in names}
@@ -152,17 +155,20 @@ def image_set(model: SynesthesiaMiniLM, cfg: ImageCfg, stage: Stage, seed: int) 
     if stage.distractors:
         add_distractors(classes, captions, stage.distractors, banned, seed)
     bank = build_bank(model, classes, IMAGE_TEMPLATES, captions)
-    labels = np.concatenate([y, np.asarray(tux_lab + photo_lab, dtype=np.int64)])
-    # CIFAR is balanced; Tux Paint pictures get ``tux_share`` of the draws in total, photos
-    # ``imagenet_share``
+    labels = np.concatenate([y, np.asarray(tux_lab + art_lab + photo_lab, dtype=np.int64)])
+    # CIFAR is balanced; Tux Paint pictures get ``tux_share`` of the draws in total, clip art
+    # ``clipart_share`` (class-balanced), photos ``imagenet_share``
     n_tux, n_photo = len(tux_lab), len(photo_lab)
     photo_share = stage.imagenet_share if n_photo else 0.0
+    art_share = stage.clipart_share if art_lab else 0.0
+    art_w = np.bincount(art_lab)[art_lab] ** -stage.balance_alpha if art_lab else np.zeros(0)
     share = np.concatenate([
-        np.full(len(y), (1 - stage.tux_share - photo_share) / len(y)),
+        np.full(len(y), (1 - stage.tux_share - art_share - photo_share) / len(y)),
         np.full(n_tux, stage.tux_share / max(1, n_tux)),
+        art_share * art_w / max(art_w.sum(), 1e-12),
         np.full(n_photo, photo_share / max(1, n_photo)),
     ])  # fmt: skip
-    pixels = torch.from_numpy(np.concatenate([x, np.stack(tux_px)]))
+    pixels = torch.from_numpy(np.concatenate([x, np.stack(tux_px + art_px)]))
     photos = torch.from_numpy(np.stack(photo_px)) if photo_px else None
     parents = np.full(len(labels), -1, dtype=np.int64)
     parents[len(labels) - n_photo :] = photo_parent
@@ -170,6 +176,26 @@ def image_set(model: SynesthesiaMiniLM, cfg: ImageCfg, stage: Stage, seed: int) 
         bank, torch.from_numpy(labels), torch.from_numpy(share / share.sum()), pixels,
         photos=photos, parents=torch.from_numpy(parents) if n_photo else None,
     )  # fmt: skip
+
+
+def clipart_set(
+    classes: dict[str, list[str]], captions: dict[str, list[str]], synonyms: dict[str, str],
+    banned: set[str], cfg: ImageCfg,
+) -> tuple[list[np.ndarray], list[int]]:  # fmt: skip
+    """Open Clip Art's usable drawings (``clipart.training_pictures``) added to the bank's
+    ``classes`` and ``captions`` (a name the bank has, e.g. "dog" or "truck", is that class):
+    their pixels (serving's preprocessing, uint8 at the model's size) and class indices."""
+    px, lab = [], []
+    mean, std = np.asarray(cfg.mean), np.asarray(cfg.std)
+    known = {n.lower(): k for k, names in classes.items() for n in names}
+    for item, name, caps in clipart.training_pictures(clipart.obtain(data.cache_dir()), banned):
+        key = known.get(name, synonyms.get(name, f"clipart:{name}"))
+        classes.setdefault(key, [name])
+        captions.setdefault(key, []).extend(c for c in caps if c not in captions[key])
+        t = image_to_tensor(data.load_picture(item.path), cfg).numpy()
+        px.append(np.rint((np.moveaxis(t, 0, -1) * std + mean) * 255).clip(0, 255).astype(np.uint8))
+        lab.append(list(classes).index(key))
+    return px, lab
 
 
 def add_distractors(
@@ -217,13 +243,14 @@ def held_out_names(stage: Stage) -> set[str]:
     """Lower-case names never trained on (empty unless the stage trains on ImageNet photos or
     has ``unseen_out``): the manifest labels of the unseen classes (eval, and validation when
     training on ``fit``) and, with ``wordnet`` or ``unseen_out``, all their WordNet synonyms."""
-    if not (stage.imagenet or stage.unseen_out):
+    everywhere = stage.unseen_out or stage.clipart_share > 0
+    if not (stage.imagenet or everywhere):
         return set()
     unseen = set(split_wnids("eval"))
     if stage.imagenet == "fit":
         unseen |= set(split_wnids("val"))
     names = {p.label.lower() for p in imagenet_photos() if p.wnid in unseen}
-    if stage.wordnet or stage.unseen_out:
+    if stage.wordnet or everywhere:
         nouns = load_nouns()
         names |= {w.lower() for wnid in unseen for w in nouns[wnid[1:]].words}
     return names
