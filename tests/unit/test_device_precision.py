@@ -4,6 +4,8 @@ CPU). GPU paths are checked on the CPU with torch.cuda monkeypatched and a spy m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -55,6 +57,39 @@ def test_precisions_and_fp16_refused_on_cpu() -> None:
         resolve_precision("fp16", cpu)
     with pytest.raises(FailedPrecondition, match="unknown precision"):
         resolve_precision("int4", cpu)
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from synesthesia.models import device
+
+    x86 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma{}\nbugs\t\t: \n"
+    cases = {
+        "avx2": (x86.format(""), False),
+        "avx512": (x86.format(" avx512f avx512_bf16"), True),
+        "amx": (x86.format(" amx_tile amx_bf16"), True),
+        "arm": ("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n", True),
+        "arm-old": ("processor\t: 0\nFeatures\t: fp asimd\n", False),
+        "no-flags": ("processor\t: 0\n", None),
+    }
+    for name, (text, want) in cases.items():
+        (tmp_path / name).write_text(text)
+        assert device.cpu_has_bf16(tmp_path / name) is want, name
+    assert device.cpu_has_bf16(tmp_path / "absent") is None
+
+    cpu = torch.device("cpu")
+    for has, warned in ((False, True), (True, False), (None, False)):
+        monkeypatch.setattr(device, "cpu_has_bf16", lambda has=has: has)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="synesthesia.models.device"):
+            assert resolve_precision("bf16", cpu) is torch.bfloat16
+            assert resolve_precision("fp32", cpu) is torch.float32
+        found = [r.getMessage() for r in caplog.records]
+        assert bool(found) is warned, (has, found)
+        if warned:
+            assert len(found) == 1 and "without bf16 instructions" in found[0]
+            assert "use precision fp32" in found[0]
 
 
 def test_encoder_config_reads_and_checks_device_and_precision(

@@ -5,11 +5,14 @@ family honours, resolved once when the model is built so a bad setting fails at 
 * ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when torch sees a GPU, else cpu).
 * ``precision``: ``fp32``, ``bf16`` or ``fp16`` — the dtype of the weights and of floating
   inputs. Vectors always leave as float32, unit-norm, on the CPU. fp16 is refused on the CPU
-  (slow and poorly supported there; bf16 is the CPU's half precision).
+  (slow and poorly supported there; bf16 is the CPU's half precision). bf16 on a CPU without
+  bf16 instructions (AVX2 only) is allowed but logs a warning at start-up: torch emulates it
+  there, many times slower than fp32 (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -19,6 +22,8 @@ from typing import Literal
 import torch
 
 from synesthesia.errors import FailedPrecondition
+
+log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: dict[str, torch.dtype] = {
@@ -63,7 +68,28 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
             "precision fp16 is not supported on the CPU: use bf16 (fast where the CPU has "
             "AVX-512 BF16 or AMX) or fp32, or run on a GPU"
         )
+    if dtype is torch.bfloat16 and device.type == "cpu" and cpu_has_bf16() is False:
+        log.warning(
+            "precision bf16 on a CPU without bf16 instructions (no AVX-512 BF16, AMX or Arm "
+            "BF16; torch sees %s): torch emulates bf16 here, many times slower than fp32 — "
+            "use precision fp32 on this machine",
+            torch.backends.cpu.get_cpu_capability(),
+        )
     return dtype
+
+
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether the CPU has bf16 arithmetic (x86: ``avx512_bf16`` or ``amx_bf16``; Arm:
+    ``bf16``), read from the flags in ``cpuinfo``; None where that cannot be told."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            return bool(set(value.split()) & {"avx512_bf16", "amx_bf16", "bf16"})
+    return None
 
 
 def precision_name(dtype: torch.dtype) -> str:
