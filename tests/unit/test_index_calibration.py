@@ -163,6 +163,26 @@ def test_holdout_items_stay_out_of_faiss_but_are_found_like_any_item(
         assert info.index_ntotal - info.dead_in_index == info.count == N - 1
 
 
+def test_holdout_merge_equals_sorting_everything_together() -> None:
+    """The merge lets in only holdout items that beat the n-th hit: the same list as sorting
+    the hits and every holdout item together (stable: a tie keeps the hit), ties included."""
+    from synesthesia.index.collection import Collection
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 12))
+        grid = rng.integers(0, 8, size=40) / 8.0  # coarse scores: many ties
+        hits = sorted(
+            ((int(i), float(grid[i])) for i in range(int(rng.integers(0, 20)))),
+            key=lambda h: -h[1],
+        )
+        labels = np.arange(100, 100 + int(rng.integers(0, 15)), dtype=np.int64)
+        scores = rng.integers(0, 8, size=len(labels)) / 8.0
+        held = list(zip(labels.tolist(), scores.tolist(), strict=True))
+        naive = sorted([*hits, *held], key=lambda h: -h[1])[:n]
+        assert Collection._merge_holdout(hits, labels, scores, n) == naive, trial
+
+
 def test_small_collections_keep_no_holdout(
     tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
 ) -> None:

@@ -530,12 +530,13 @@ class Collection:
         fetch = min(k * rerank, MAX_K * 8)
         dist, labels = self._index.search(qs, fetch, selector, widen, effort)
         sign = -1.0 if self.spec.metric is Metric.L2 else 1.0
+        held = self._holdout_scores(qs, allowed, exclude) if holdout and self._holdout else None
         out: list[list[tuple[int, float]]] = []
         # one conversion of the whole result to Python numbers, not one per hit
-        for q, row_l, row_d in zip(qs, labels.tolist(), dist.tolist(), strict=True):
+        for i, (q, row_l, row_d) in enumerate(zip(qs, labels.tolist(), dist.tolist(), strict=True)):
             hits = [(lb, sign * d) for lb, d in zip(row_l, row_d, strict=True) if lb >= 0]
-            if holdout and self._holdout:
-                hits = self._merge_holdout(hits, q, fetch, allowed, exclude)
+            if held is not None:
+                hits = self._merge_holdout(hits, held[0], held[1][i], fetch)
             if len(hits) < want:
                 log.info(
                     "collection %s: approximate search short (%d < %d); exact scan",
@@ -554,24 +555,36 @@ class Collection:
                 out.append(hits[:k])
         return out
 
-    def _merge_holdout(
-        self,
-        hits: list[tuple[int, float]],
-        q: np.ndarray,
-        n: int,
-        allowed: np.ndarray | None,
-        exclude: int | None,
-    ) -> list[tuple[int, float]]:
-        """``hits`` (best first) with the holdout items scored exactly merged in; the best n."""
+    def _holdout_scores(
+        self, qs: np.ndarray, allowed: np.ndarray | None, exclude: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, scores [n x held]) of the holdout items that may be hits (not ``exclude``,
+        in ``allowed``), scored exactly against every row of ``qs``."""
         if self._holdout_arrays is None:
             held = np.fromiter(self._holdout, dtype=np.int64, count=len(self._holdout))
             self._holdout_arrays = (held, np.stack(list(self._holdout.values())))
         labels, vecs = self._holdout_arrays
-        scores = vecs @ q if self.spec.metric is Metric.IP else -np.square(vecs - q).sum(axis=1)
         ok = labels != (-1 if exclude is None else exclude)
         if allowed is not None:
             ok &= np.isin(labels, allowed)
-        more = zip(labels[ok].tolist(), scores[ok].tolist(), strict=True)
+        labels, vecs = labels[ok], vecs[ok]
+        # one product per query (a matrix-vector product stays on this thread; a matrix
+        # product would wake BLAS's thread pool beside the search lanes)
+        if self.spec.metric is Metric.IP:
+            return labels, np.stack([vecs @ q for q in qs])
+        return labels, np.stack([-np.square(vecs - q).sum(axis=1) for q in qs])
+
+    @staticmethod
+    def _merge_holdout(
+        hits: list[tuple[int, float]], labels: np.ndarray, scores: np.ndarray, n: int
+    ) -> list[tuple[int, float]]:
+        """``hits`` (best first) with the holdout items (``labels``, exactly ``scores``) merged
+        in; the best n. Only an item that beats the n-th hit can enter (a tie keeps the hit)."""
+        floor = hits[n - 1][1] if len(hits) >= n else -np.inf
+        better = np.flatnonzero(scores > floor)
+        if better.size == 0:
+            return hits[:n]
+        more = zip(labels[better].tolist(), scores[better].tolist(), strict=True)
         return sorted([*hits, *more], key=lambda h: -h[1])[:n]
 
     def _matching(self, f: Filter, exclude: int | None) -> np.ndarray:

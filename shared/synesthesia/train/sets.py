@@ -135,7 +135,8 @@ def image_set(model: SynesthesiaMiniLM, cfg: ImageCfg, stage: Stage, seed: int) 
         px = np.rint((np.moveaxis(t, 0, -1) * std + mean) * 255).clip(0, 255).astype(np.uint8)
         tux_px.append(px)
         tux_lab.append(list(classes).index(key))
-    art_px, art_lab = [], []
+    art_px: list[np.ndarray] = []
+    art_lab: list[int] = []
     if stage.clipart_share:
         art_px, art_lab = clipart_set(classes, captions, synonyms, banned, cfg)
     photo_px, photo_lab, photo_parent = [], [], []
