@@ -73,7 +73,7 @@ def clean_title(title: str) -> str:
     return re.sub(r"\s+", " ", t).strip(" -'")
 
 
-def _ngrams(text: str, n: int = 3) -> set[str]:
+def _ngrams(text: str, n: int = 4) -> set[str]:
     words = text.split()
     grams = {" ".join(words[i : i + k]) for k in range(1, n + 1) for i in range(len(words))}
     return grams | {g[:-1] for g in grams if g.endswith("s") and len(g) > 3}  # "bears" -> "bear"

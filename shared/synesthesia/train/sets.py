@@ -241,9 +241,10 @@ def photo_pixels(photo: Photo, side: int) -> np.ndarray:
 
 
 def held_out_names(stage: Stage) -> set[str]:
-    """Lower-case names never trained on (empty unless the stage trains on ImageNet photos or
-    has ``unseen_out``): the manifest labels of the unseen classes (eval, and validation when
-    training on ``fit``) and, with ``wordnet`` or ``unseen_out``, all their WordNet synonyms."""
+    """Lower-case names never trained on (empty unless the stage trains on ImageNet photos, has
+    ``unseen_out`` or draws clip art): the manifest labels of the unseen classes (eval, and
+    validation when training on ``fit``) and, with ``wordnet``, ``unseen_out`` or clip art,
+    all their WordNet synonyms."""
     everywhere = stage.unseen_out or stage.clipart_share > 0
     if not (stage.imagenet or everywhere):
         return set()
