@@ -145,12 +145,6 @@ def training_pictures(
     return out
 
 
-def _download(cache: Path, package: str) -> Path:
-    from synesthesia.apps.gallery import apt_download
-
-    return apt_download(cache, package, "or train without them (image.clipart_share 0)")
-
-
 def obtain(cache: Path) -> Path:
     """The collection under ``cache/openclipart`` (downloaded and extracted once): the kept
     pictures' PNGs and ``manifest.jsonl`` (png, title, keywords, folder)."""
@@ -160,10 +154,13 @@ def obtain(cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     if shutil.which("dpkg-deb") is None:
         raise RuntimeError("dpkg-deb is needed to unpack the Open Clip Art packages")
+    from synesthesia.apps.gallery import apt_download
+
     debs = {}
     for package in PACKAGES:
         found = sorted(cache.glob(f"{package}_*.deb"))
-        debs[package] = found[-1] if found else _download(cache, package)
+        hint = "or train without them (image.clipart_share 0)"
+        debs[package] = found[-1] if found else apt_download(cache, package, hint)
     partial = cache / "openclipart.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()

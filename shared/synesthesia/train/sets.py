@@ -122,7 +122,6 @@ def image_set(model: SynesthesiaMiniLM, cfg: ImageCfg, stage: Stage, seed: int) 
     synonyms = {n: k for k, names in CIFAR_NAMES.items() for n in names}
     banned = held_out_names(stage)
     tux_px, tux_lab = [], []
-    mean, std = np.asarray(cfg.mean), np.asarray(cfg.std)
     items = data.tux_items(held_out=False) + (data.gallery_pictures() if stage.gallery else [])
     for item in items:
         name = caption_name(item.caption)
@@ -131,9 +130,7 @@ def image_set(model: SynesthesiaMiniLM, cfg: ImageCfg, stage: Stage, seed: int) 
         key = synonyms.get(name, name)
         classes.setdefault(key, [name])
         captions.setdefault(key, []).append(item.caption)
-        t = image_to_tensor(data.load_picture(item.image), cfg).numpy()  # serving preprocessing
-        px = np.rint((np.moveaxis(t, 0, -1) * std + mean) * 255).clip(0, 255).astype(np.uint8)
-        tux_px.append(px)
+        tux_px.append(picture_pixels(item.image, cfg))
         tux_lab.append(list(classes).index(key))
     art_px: list[np.ndarray] = []
     art_lab: list[int] = []
@@ -187,14 +184,12 @@ def clipart_set(
     ``classes`` and ``captions`` (a name the bank has, e.g. "dog" or "truck", is that class):
     their pixels (serving's preprocessing, uint8 at the model's size) and class indices."""
     px, lab = [], []
-    mean, std = np.asarray(cfg.mean), np.asarray(cfg.std)
     known = {n.lower(): k for k, names in classes.items() for n in names}
     for item, name, caps in clipart.training_pictures(clipart.obtain(data.cache_dir()), banned):
         key = known.get(name, synonyms.get(name, f"clipart:{name}"))
         classes.setdefault(key, [name])
         captions.setdefault(key, []).extend(c for c in caps if c not in captions[key])
-        t = image_to_tensor(data.load_picture(item.path), cfg).numpy()
-        px.append(np.rint((np.moveaxis(t, 0, -1) * std + mean) * 255).clip(0, 255).astype(np.uint8))
+        px.append(picture_pixels(item.path, cfg))
         lab.append(list(classes).index(key))
     return px, lab
 
@@ -230,6 +225,14 @@ def resize_pixels(x: np.ndarray, size: int, chunk: int = 2000) -> np.ndarray:
         t = F.interpolate(t, size=size, mode="bicubic", align_corners=False)
         out.append(t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
     return np.concatenate(out)
+
+
+def picture_pixels(path: Path, cfg: ImageCfg) -> np.ndarray:
+    """uint8 [size, size, 3]: a picture as serving sees it (``image_to_tensor``'s resize and
+    crop), at the model's size, back in 0-255."""
+    t = image_to_tensor(data.load_picture(path), cfg).numpy()
+    mean, std = np.asarray(cfg.mean), np.asarray(cfg.std)
+    return np.rint((np.moveaxis(t, 0, -1) * std + mean) * 255).clip(0, 255).astype(np.uint8)
 
 
 def photo_pixels(photo: Photo, side: int) -> np.ndarray:
@@ -380,13 +383,11 @@ def picture_anchors(
     own: dict[Path, torch.Tensor] = {}
     drawings: list[torch.Tensor] = []
     own_row: dict[Path, int] = {}
-    mean, std = np.asarray(icfg.mean), np.asarray(icfg.std)
     for item in data.tux_items(held_out=False):
         if caption_name(item.caption).lower() in banned:  # a drawing of an unseen class
             continue
-        t = image_to_tensor(data.load_picture(item.image), icfg)
-        px = np.rint((np.moveaxis(t.numpy(), 0, -1) * std + mean) * 255).clip(0, 255)
-        v = image_vectors(pictures, px.astype(np.uint8)[None])[0]  # the training-time rounding
+        px = picture_pixels(item.image, icfg)
+        v = image_vectors(pictures, px[None])[0]  # the training-time rounding
         groups.setdefault(caption_name(item.caption), []).append(v)
         if item.audio is not None:
             own[item.audio] = v
