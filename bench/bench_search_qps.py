@@ -17,14 +17,20 @@ collection of ``--n`` vectors (bench/bench_index.py's seeded Gaussian mixture) o
   (p50: of the calls' latency);
 * **raw FAISS, batched**: two FAISS threads, ``--batch`` queries per ``search`` call;
 * **service, QueryBatch**: ``--batch-clients`` concurrent clients sending ``query_batch`` calls
-  of ``--batch`` vector queries.
+  of ``--batch`` vector queries;
+* **no-op gRPC server** (the bound of any Python gRPC search service on this machine): the same
+  ``--clients`` SDK clients and vector ``Query`` calls against a plain ``grpc.aio`` server in a
+  second child process that answers every call with a fixed 10-hit reply: no interceptors, no
+  search. Its QPS ÷ raw single says how near half the raw rate any Python server can come here.
 
-The four run ``--rounds`` times, interleaved, and each path's best round is kept: the machine
+The five run ``--rounds`` times, interleaved, and each path's best round is kept: the machine
 may be shared, and a disturbance then costs one round of each path, not a whole path. QPS
 counts queries (not calls) from the first call to the last reply; recall@10 is against an exact
 search; "server CPU" is the child's user + system CPU time (every thread, from /proc) divided by
-the queries of that round. Prints a markdown table and the two ratios of the issue's done-when:
-service / raw single and QueryBatch / raw batched."""
+the queries of that round, and "of which the event-loop thread" its main thread's share (gRPC's
+Python side and the query flow; the rest is the search lanes, FAISS included, and gRPC's own
+threads). Prints a markdown table, the two ratios of the issue's done-when
+(service / raw single and QueryBatch / raw batched) and no-op server / raw single."""
 
 from __future__ import annotations
 
@@ -77,10 +83,48 @@ def serve_child(data_dir: str) -> None:
     asyncio.run(main())
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, every thread included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+def noop_child() -> None:
+    """Child process: a bare grpc.aio SearchService whose Query returns 10 fixed hits; prints
+    the port, serves until stdin closes."""
+    from grpc import aio
+    from synesthesia.v1 import common_pb2, search_pb2, search_pb2_grpc
+
+    reply = search_pb2.QueryResponse()
+    for i in range(10):
+        reply.hits.add(id=str(i), score=1.0 - i / 100, modality=common_pb2.MODALITY_IMAGE)
+
+    class Fixed(search_pb2_grpc.SearchServiceServicer):
+        async def Query(self, request, context):  # type: ignore[no-untyped-def]
+            return reply
+
+    async def main() -> None:
+        server = aio.server()
+        search_pb2_grpc.add_SearchServiceServicer_to_server(Fixed(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        print(json.dumps({"port": port}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await server.stop(0)
+
+    asyncio.run(main())
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system CPU time of a process: (every thread, its main thread: the event loop)."""
+
+    def of(stat: Path) -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+
+    return of(Path(f"/proc/{pid}/stat")), of(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def cpu_ms(before: tuple[float, float], pid: int, queries: int) -> dict[str, float]:
+    after = cpu_seconds(pid)
+    return {
+        "cpu_ms": (after[0] - before[0]) / queries * 1e3,
+        "loop_ms": (after[1] - before[1]) / queries * 1e3,
+    }
 
 
 def recall(found: list[list[int]], truth: np.ndarray) -> float:
@@ -203,12 +247,11 @@ def served_single(target: str, pid: int, queries: np.ndarray, args: argparse.Nam
     calls = list(range(len(queries))) * args.repeat
     cpu = cpu_seconds(pid)
     seconds, lat, found = asyncio.run(drive(target, args.clients, calls, one))
-    cpu = cpu_seconds(pid) - cpu
     return {
         "qps": len(calls) / seconds,
         "ids": [found[s][0] for s in range(len(queries))],
         "p50": float(np.percentile(lat, 50)) * 1e3,
-        "cpu_ms": cpu / len(calls) * 1e3,
+        **cpu_ms(cpu, pid, len(calls)),
     }
 
 
@@ -223,12 +266,11 @@ def served_batched(target: str, pid: int, queries: np.ndarray, args: argparse.Na
     n = args.repeat * len(queries)
     cpu = cpu_seconds(pid)
     seconds, lat, found = asyncio.run(drive(target, args.batch_clients, calls, one))
-    cpu = cpu_seconds(pid) - cpu
     return {
         "qps": n / seconds,
         "ids": [ids for s in range(0, len(queries), args.batch) for ids in found[s]],
         "p50": float(np.percentile(lat, 50)) * 1e3,
-        "cpu_ms": cpu / n * 1e3,
+        **cpu_ms(cpu, pid, n),
     }
 
 
@@ -249,9 +291,13 @@ def main() -> int:
     ap.add_argument("--batch-clients", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--noop-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         serve_child(args.child)
+        return 0
+    if args.noop_child:
+        noop_child()
         return 0
 
     x, queries = make_data("mixture", args.n, args.queries, args.dim, args.seed)
@@ -263,7 +309,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "index"
         cmd = [sys.executable, __file__, "--child", str(data_dir)]
-        with child_service(cmd) as (proc, port):
+        noop_cmd = [sys.executable, __file__, "--noop-child"]
+        with child_service(cmd) as (proc, port), child_service(noop_cmd) as (noop, noop_port):
             target = f"127.0.0.1:{port}"
             params = {"ef_search": args.ef_search} if args.ef_search else {}
             build_s, effort = build(target, x, args.kind, params)
@@ -280,6 +327,9 @@ def main() -> int:
                 f"service, {args.batch_clients} clients, QueryBatch of {args.batch}": lambda: (
                     served_batched(target, proc.pid, queries, args)
                 ),
+                f"no-op gRPC server, {args.clients} clients, Query": lambda: served_single(
+                    f"127.0.0.1:{noop_port}", noop.pid, queries, args
+                ),
             }
             best: dict[str, dict] = {}
             for _ in range(args.rounds):  # interleaved: a disturbance hits one round of each
@@ -287,9 +337,10 @@ def main() -> int:
                     got = phase()
                     if name not in best or got["qps"] > best[name]["qps"]:
                         best[name] = got
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait(120)
+            for child in (proc, noop):
+                assert child.stdin is not None
+                child.stdin.close()
+                child.wait(120)
     for got in best.values():
         if "labels" in got:
             got["ids"] = [[rows[int(lb)] for lb in row if lb >= 0] for row in got["labels"]]
@@ -301,17 +352,20 @@ def main() -> int:
         f" {build_s:.0f} s through the service; {args.queries} queries x {args.repeat} a round,"
         f" k={args.k}, the best of {args.rounds} rounds\n"
     )
-    print("| path | QPS | recall@10 | p50 ms per call | server CPU ms per query |")
-    print("|---|---|---|---|---|")
+    print(
+        "| path | QPS | recall@10 | p50 ms per call | server CPU ms per query"
+        " | of which the event-loop thread |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, got in best.items():
         cpu = f"{got['cpu_ms']:.2f}" if "cpu_ms" in got else "-"
-        print(
-            f"| {name} | {got['qps']:,.0f} | {recall(got['ids'], truth):.3f} | {got['p50']:.2f} |"
-            f" {cpu} |"
-        )
+        loop = f"{got['loop_ms']:.2f}" if "loop_ms" in got else "-"
+        found = "-" if name.startswith("no-op") else f"{recall(got['ids'], truth):.3f}"
+        print(f"| {name} | {got['qps']:,.0f} | {found} | {got['p50']:.2f} | {cpu} | {loop} |")
     qps = [got["qps"] for got in best.values()]
     print(f"\nservice / raw single: {qps[1] / qps[0]:.2f}")
     print(f"QueryBatch / raw batched: {qps[3] / qps[2]:.2f}")
+    print(f"no-op gRPC server / raw single: {qps[4] / qps[0]:.2f}")
     return 0
 
 
