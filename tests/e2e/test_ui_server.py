@@ -18,6 +18,8 @@ import pytest
 from synesthesia.apps.ui import Searcher, UiServer
 from synesthesia.apps.ui.server import MAX_UPLOAD_BYTES
 
+from tests.conftest import sigint_as_in_a_terminal
+
 pytestmark = pytest.mark.e2e
 
 
@@ -127,7 +129,11 @@ def test_the_ui_command_serves_until_ctrl_c(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "synesthesia.apps.cli", "ui", "--port", str(port)]
     cmd += ["--address", f"127.0.0.1:{closed_port()}", "--gallery", str(tmp_path)]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        cmd,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=sigint_as_in_a_terminal,
     )
     assert proc.stdout is not None
     try:

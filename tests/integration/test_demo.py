@@ -22,7 +22,7 @@ from synesthesia.apps.demo_queries import build_queries, report, run_queries
 from synesthesia.client import SearchClient
 from synesthesia.index import IndexManager
 
-from tests.conftest import REPO
+from tests.conftest import REPO, sigint_as_in_a_terminal
 from tests.e2e.tux import LABELS, build_gallery, search_stack
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,13 @@ def test_demo_serves_the_page_until_ctrl_c(data_dir: Path, tmp_path: Path) -> No
     cmd += ["--ui-port", str(ui_port)]
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True
+        cmd,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     assert proc.stdout is not None
     try:
