@@ -1,7 +1,6 @@
-"""VectorIndex.search keeps one FAISS parameter object per search effort for searches without a
-selector: each effort still searches at its own efSearch / nprobe, a selector never leaks into
-a later search, and an index replaced in place (an ivf-pq index trained) is searched as what it
-now is."""
+"""VectorIndex.search and its FAISS search parameters: each effort searches at its own efSearch
+/ nprobe (widen scales it), a selector restricts its own search and never a later one, and an
+index replaced in place (an ivf-pq index trained) is searched as what it now is."""
 
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ def test_each_effort_searches_at_its_own_ef(data: tuple[np.ndarray, np.ndarray])
     vi.add(np.arange(len(x), dtype=np.int64), x)
     low, high = reference(vi, q, 10, 10), reference(vi, q, 10, 400)
     assert not np.array_equal(low, high)  # the efforts differ on this weak graph
-    for _ in range(2):  # the second round reuses the cached objects
+    for _ in range(2):  # asked again: the same answers
         assert np.array_equal(vi.search(q, 10, None, 1.0, 10)[1], low)
         assert np.array_equal(vi.search(q, 10, None, 1.0, 400)[1], high)
     # widen scales the effort: 40 x 10 is the high effort's search

@@ -564,22 +564,15 @@ class Collection:
             held = np.fromiter(self._holdout, dtype=np.int64, count=len(self._holdout))
             self._holdout_arrays = (held, np.stack(list(self._holdout.values())))
         labels, vecs = self._holdout_arrays
-        if exclude is not None or allowed is not None:  # else all of it, with no copy
-            ok = labels != (-1 if exclude is None else exclude)
-            if allowed is not None:
-                ok &= np.isin(labels, allowed)
-            if not ok.all():
-                labels, vecs = labels[ok], vecs[ok]
+        ok = labels != (-1 if exclude is None else exclude)
+        if allowed is not None:
+            ok &= np.isin(labels, allowed)
+        labels, vecs = labels[ok], vecs[ok]
         # one product per query (a matrix-vector product stays on this thread; a matrix
-        # product would wake BLAS's thread pool beside the search lanes), into one array
-        scores = np.empty((len(qs), len(labels)), np.float32)
-        ip = self.spec.metric is Metric.IP
-        for row, q in zip(scores, qs, strict=True):
-            if ip:
-                np.matmul(vecs, q, out=row)
-            else:
-                np.negative(np.square(vecs - q).sum(axis=1), out=row)
-        return labels, scores
+        # product would wake BLAS's thread pool beside the search lanes)
+        if self.spec.metric is Metric.IP:
+            return labels, np.stack([vecs @ q for q in qs])
+        return labels, np.stack([-np.square(vecs - q).sum(axis=1) for q in qs])
 
     @staticmethod
     def _merge_holdout(

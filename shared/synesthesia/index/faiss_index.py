@@ -53,22 +53,6 @@ class VectorIndex:
         self.spec = spec
         self.index = index if index is not None else self._empty(trained=False)
 
-    @property
-    def index(self) -> Any:
-        return self._index
-
-    @index.setter
-    def index(self, index: Any) -> None:
-        # what a search needs to know of the index, found once (a SWIG downcast and type
-        # checks cost a query more than a small index's search)
-        self._index = index
-        self._inner = (
-            faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
-        )
-        self._is_hnsw = isinstance(self._inner, faiss.IndexHNSW)
-        self._is_ivf = isinstance(self._inner, faiss.IndexIVF)
-        self._plain: dict[int, Any] = {}  # effort -> search parameters without a selector
-
     def _empty(self, trained: bool) -> Any:
         s, p = self.spec, self.spec.params
         if s.kind is IndexKind.HNSW:
@@ -84,7 +68,9 @@ class VectorIndex:
 
     @property
     def inner(self) -> Any:
-        return self._inner
+        if isinstance(self.index, faiss.IndexIDMap2):
+            return faiss.downcast_index(self.index.index)
+        return self.index
 
     @property
     def is_exact(self) -> bool:
@@ -141,37 +127,22 @@ class VectorIndex:
         """FAISS search of one query vector (1-D results) or of a matrix of them (a row of
         results each) at ``effort`` (efSearch for hnsw, nprobe for ivf; ignored by exact
         indexes), scaled by ``widen`` >= 1 for selective filters."""
-        if self._is_hnsw:
-            effort = int(min(max(effort * widen, k), 1 << 14))
-        elif self._is_ivf:
-            effort = int(max(min(effort * widen, self.spec.params["nlist"]), 1))
-        else:
-            effort = 0
-        if selector is None:  # FAISS only reads them: one object per effort serves every search
-            params = self._plain.get(effort)
-            if params is None:
-                if len(self._plain) >= 64:  # per-query recall targets: a bounded few
-                    self._plain.clear()
-                params = self._plain[effort] = self._params(effort)
-        else:
-            params = self._params(effort)
-            params.sel = selector
-        k = min(k, max(self._index.ntotal, 1))
-        q = np.ascontiguousarray(queries, dtype=np.float32)
-        distances, labels = self._index.search(q.reshape(-1, self.spec.dim), k, params=params)
-        return (distances[0], labels[0]) if q.ndim == 1 else (distances, labels)
-
-    def _params(self, effort: int) -> Any:
+        inner = self.inner
         params: Any
-        if self._is_hnsw:
+        if isinstance(inner, faiss.IndexHNSW):
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
-            params.efSearch = effort
-        elif self._is_ivf:
+            params.efSearch = int(min(max(effort * widen, k), 1 << 14))
+        elif isinstance(inner, faiss.IndexIVF):
             params = faiss.SearchParametersIVF()
-            params.nprobe = effort
+            params.nprobe = int(max(min(effort * widen, self.spec.params["nlist"]), 1))
         else:
             params = faiss.SearchParameters()
-        return params
+        if selector is not None:
+            params.sel = selector
+        k = min(k, max(self.ntotal, 1))
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        distances, labels = self.index.search(q.reshape(-1, self.spec.dim), k, params=params)
+        return (distances[0], labels[0]) if q.ndim == 1 else (distances, labels)
 
     def memory_bytes(self) -> int:
         return int(faiss.serialize_index(self.index).nbytes)
