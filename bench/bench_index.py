@@ -247,7 +247,10 @@ def main() -> None:
     )
     ap.add_argument("--grpc", action="store_true", help="through the search service")
     ap.add_argument(
-        "--service-log", type=Path, default=Path("bench-search-service.log"), help="with --grpc"
+        "--service-log",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "bench-search-service.log",
+        help="with --grpc: where the service's log goes",
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)

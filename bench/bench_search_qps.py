@@ -50,6 +50,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from synesthesia.models.device import available_cpus  # noqa: E402
+
 from bench.bench_index import make_data  # noqa: E402
 from bench.bench_serving import child_service  # noqa: E402
 
@@ -245,12 +247,13 @@ def served_single(target: str, pid: int, queries: np.ndarray, args: argparse.Nam
         return [[int(h.id) for h in hits]]
 
     calls = list(range(len(queries))) * args.repeat
-    cpu = cpu_seconds(pid)
+    cpu, client = cpu_seconds(pid), time.process_time()
     seconds, lat, found = asyncio.run(drive(target, args.clients, calls, one))
     return {
         "qps": len(calls) / seconds,
         "ids": [found[s][0] for s in range(len(queries))],
         "p50": float(np.percentile(lat, 50)) * 1e3,
+        "client_ms": (time.process_time() - client) / len(calls) * 1e3,
         **cpu_ms(cpu, pid, len(calls)),
     }
 
@@ -264,12 +267,13 @@ def served_batched(target: str, pid: int, queries: np.ndarray, args: argparse.Na
 
     calls = list(range(0, len(queries), args.batch)) * args.repeat
     n = args.repeat * len(queries)
-    cpu = cpu_seconds(pid)
+    cpu, client = cpu_seconds(pid), time.process_time()
     seconds, lat, found = asyncio.run(drive(target, args.batch_clients, calls, one))
     return {
         "qps": n / seconds,
         "ids": [ids for s in range(0, len(queries), args.batch) for ids in found[s]],
         "p50": float(np.percentile(lat, 50)) * 1e3,
+        "client_ms": (time.process_time() - client) / n * 1e3,
         **cpu_ms(cpu, pid, n),
     }
 
@@ -354,18 +358,30 @@ def main() -> int:
     )
     print(
         "| path | QPS | recall@10 | p50 ms per call | server CPU ms per query"
-        " | of which the event-loop thread |"
+        " | of which the event-loop thread | client CPU ms per query |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, got in best.items():
-        cpu = f"{got['cpu_ms']:.2f}" if "cpu_ms" in got else "-"
-        loop = f"{got['loop_ms']:.2f}" if "loop_ms" in got else "-"
+        cpu, loop, client = (
+            f"{got[key]:.2f}" if key in got else "-" for key in ("cpu_ms", "loop_ms", "client_ms")
+        )
         found = "-" if name.startswith("no-op") else f"{recall(got['ids'], truth):.3f}"
-        print(f"| {name} | {got['qps']:,.0f} | {found} | {got['p50']:.2f} | {cpu} | {loop} |")
-    qps = [got["qps"] for got in best.values()]
-    print(f"\nservice / raw single: {qps[1] / qps[0]:.2f}")
-    print(f"QueryBatch / raw batched: {qps[3] / qps[2]:.2f}")
-    print(f"no-op gRPC server / raw single: {qps[4] / qps[0]:.2f}")
+        print(
+            f"| {name} | {got['qps']:,.0f} | {found} | {got['p50']:.2f} | {cpu} | {loop}"
+            f" | {client} |"
+        )
+    raw, service, raw_many, service_many, noop = best.values()
+    print(f"\nservice / raw single: {service['qps'] / raw['qps']:.2f}")
+    print(f"QueryBatch / raw batched: {service_many['qps'] / raw_many['qps']:.2f}")
+    print(f"no-op gRPC server / raw single: {noop['qps'] / raw['qps']:.2f}")
+    # a search service on these cores pays at least the no-op server's CPU and its clients'
+    # per query, plus FAISS's own (raw single runs one core flat out: 1 / its QPS a query)
+    floor_ms = noop["cpu_ms"] + noop["client_ms"] + 1e3 / raw["qps"]
+    bound = available_cpus() * 1e3 / floor_ms
+    print(
+        f"service / raw single at most ({available_cpus()} cores; per query the no-op server's"
+        f" and its clients' CPU plus raw FAISS's, {floor_ms:.2f} ms): {bound / raw['qps']:.2f}"
+    )
     return 0
 
 

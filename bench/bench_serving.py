@@ -1,6 +1,6 @@
 """The encoder service against the same model in-process, measured in one run.
 
-    .venv/bin/python bench/bench_serving.py --modality text              # shipped model
+    .venv/bin/python bench/bench_serving.py --modality text --repeat 3   # shipped model
     .venv/bin/python bench/bench_serving.py --modality image --precision bf16
     .venv/bin/python bench/bench_serving.py --model imagebind-huge --modality image \\
         --batch 8 --clients 8 --precision bf16 --baseline fp32            # random huge weights
@@ -12,6 +12,12 @@
   ``synesthesia serve``; TLS and tokens off, as in-process has none), ``--clients`` concurrent
   asyncio clients (the SDK's ``AsyncEncoderClient``) in this process, each sending single-item
   ``Embed`` calls until ``--items`` are done. items/s from the first call to the last reply.
+* ``--repeat N`` runs N rounds of in-process and served, interleaved, and keeps each path's
+  best: the machine may be shared, and a slow spell then costs one round of each path.
+* **serving floor** (unless ``--no-floor``): the same service, clients and calls with a decode
+  and a model that cost nothing; its server + client CPU per item is what serving itself
+  costs, and in-process's CPU per item ÷ (that + the serving cost) is the most served ÷
+  in-process can reach with the clients on the same cores.
 * ``--baseline fp32`` adds the in-process fp32 path (the reference's speed: our plain path runs
   at the original ImageBind code's speed, ``bench/bench_imagebind.py``) and the served ÷ that
   ratio, for the precision issue's "served bf16 ≥ 1.5× plain fp32".
@@ -32,9 +38,11 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -120,6 +128,19 @@ def settings_of(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
+def make_free(embedder) -> None:  # type: ignore[no-untyped-def]
+    """``embedder`` with a decode and a model that cost nothing: ``prepare`` keeps no input,
+    ``encode`` returns one fixed unit vector a row. Its info, and so the service's layout of
+    workers x threads, stay the real model's."""
+    from synesthesia.models.embedder import Prepared
+
+    dim = embedder.info().dim
+    unit = np.zeros(dim, dtype=np.float32)
+    unit[0] = 1.0
+    embedder._prepare = lambda modality, item: Prepared(inputs={})
+    embedder._encode = lambda modality, prepared: np.tile(unit, (len(prepared), 1))
+
+
 def serve_child(args: argparse.Namespace) -> None:
     """Child process: build the model, start the encoder service on a free port, print the port,
     serve until stdin closes."""
@@ -128,6 +149,8 @@ def serve_child(args: argparse.Namespace) -> None:
     modality = Modality(args.modality)
     settings = settings_of(args)  # start_encoder sets the model workers and torch threads
     embedder = build_embedder(args.model, modality, args.precision, args.batch)
+    if args.null_model:
+        make_free(embedder)
     model_s = [0.0]
     encode = embedder.encode
 
@@ -204,9 +227,16 @@ def child_service(cmd: list[str]) -> Iterator[tuple[subprocess.Popen[str], int]]
             proc.kill()
 
 
-def served(args: argparse.Namespace, items: list) -> dict[str, float]:
-    """The service in a child process under ``--clients`` concurrent callers."""
+@contextlib.contextmanager
+def served(
+    args: argparse.Namespace, items: list, null_model: bool = False
+) -> Iterator[Callable[[], dict[str, float]]]:
+    """The service in a child process (``null_model``: with a decode and a model that cost
+    nothing, ``make_free``); gives a function that runs one round of ``--clients`` concurrent
+    callers over ``items`` and returns its figures."""
     cmd = [sys.executable, __file__, "--child", *sys.argv[1:], f"--batch-rows={args.batch_rows}"]
+    if null_model:
+        cmd.append("--null-model")
     with child_service(cmd) as (proc, port):
         assert proc.stdout is not None and proc.stdin is not None
         stdin, stdout = proc.stdin, proc.stdout
@@ -216,27 +246,30 @@ def served(args: argparse.Namespace, items: list) -> dict[str, float]:
             stdin.flush()
             return json.loads(stdout.readline())
 
-        rate, server, client_cpu = asyncio.run(
-            drive(
-                f"127.0.0.1:{port}",
-                Modality(args.modality),
-                items,
-                args.clients,
-                args.per_call,
-                mark,
+        def one_round() -> dict[str, float]:
+            rate, server, client_cpu = asyncio.run(
+                drive(
+                    f"127.0.0.1:{port}",
+                    Modality(args.modality),
+                    items,
+                    args.clients,
+                    args.per_call,
+                    mark,
+                )
             )
-        )
+            n = len(items)
+            return {
+                "rate": rate,
+                "fill": n / max(server["forward_calls"], 1),
+                "server_cpu_ms": server["cpu_s"] / n * 1e3,
+                "model_ms": server["model_s"] / n * 1e3,
+                "client_cpu_ms": client_cpu / n * 1e3,
+            }
+
+        yield one_round
         stdin.write("stop\n")
         stdin.close()
         proc.wait(60)
-    n = len(items)
-    return {
-        "rate": rate,
-        "fill": n / max(server["forward_calls"], 1),
-        "server_cpu_ms": server["cpu_s"] / n * 1e3,
-        "model_ms": server["model_s"] / n * 1e3,
-        "client_cpu_ms": client_cpu / n * 1e3,
-    }
 
 
 def main() -> int:
@@ -251,9 +284,21 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=512, help="served items")
     ap.add_argument("--per-call", type=int, default=1, help="items per Embed call")
     ap.add_argument("--rounds", type=int, default=8, help="in-process passes per worker")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of in-process and served, interleaved; each path's best is kept",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads per worker; 0: auto")
     ap.add_argument("--workers", type=int, default=0, help="model workers; 0: auto")
+    ap.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the served run with a model and decode that cost nothing",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--null-model", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--batch-rows", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -267,22 +312,35 @@ def main() -> int:
     precisions = [args.precision] + (
         [args.baseline] if args.baseline and args.baseline != args.precision else []
     )
-    rows: list[tuple[str, float]] = []
-    for precision in precisions:
+    emb = build_embedder(args.model, modality, args.precision, args.batch)
+    # the service's layout, as start_encoder picks it, and the plain one
+    workers, threads = settings_of(args).parallelism(cpus, False, parameters(emb))
+    items = inputs(modality, max(args.items, args.batch * workers))
+    # the service counts model rows (an audio item is one row per window)
+    args.batch_rows = args.batch * emb.prepare(modality, items[0]).windows
+    layouts = [(workers, threads)] + [(1, cpus)] * ((workers, threads) != (1, cpus))
+    best: dict[str, float] = {}
+    srv: dict[str, float] = {}
+    with served(args, items[: args.items]) as serve_round:
+        for _ in range(args.repeat):  # interleaved: a slow spell of the machine hits both
+            for w, t in layouts:
+                torch.set_num_threads(t)
+                rate = in_process(emb, modality, items, args.batch, args.rounds, w)
+                name = f"in-process {args.precision}, {w} worker(s) x {t} thread(s)"
+                best[name] = max(best.get(name, 0.0), rate)
+            got = serve_round()
+            if got["rate"] > srv.get("rate", 0.0):
+                srv = got
+    del emb
+    gc.collect()
+    for precision in precisions[1:]:  # the baseline: once, after the interleaved rounds
         emb = build_embedder(args.model, modality, precision, args.batch)
-        if precision == args.precision:  # the service's layout, as start_encoder picks it
-            workers, threads = settings_of(args).parallelism(cpus, False, parameters(emb))
-            items = inputs(modality, max(args.items, args.batch * workers))
-            # the service counts model rows (an audio item is one row per window)
-            args.batch_rows = args.batch * emb.prepare(modality, items[0]).windows
-            layouts = [(workers, threads)] + [(1, cpus)] * ((workers, threads) != (1, cpus))
-        for w, t in layouts if precision == args.precision else [(1, cpus)]:
-            torch.set_num_threads(t)
-            rate = in_process(emb, modality, items, args.batch, args.rounds, w)
-            rows.append((f"in-process {precision}, {w} worker(s) x {t} thread(s)", rate))
+        torch.set_num_threads(cpus)
+        rate = in_process(emb, modality, items, args.batch, args.rounds, 1)
+        best[f"in-process {precision}, 1 worker(s) x {cpus} thread(s)"] = rate
         del emb
         gc.collect()
-    srv = served(args, items[: args.items])
+    rows = list(best.items())
     rate = srv["rate"]
     rows.append((f"served {args.precision}, {workers} worker(s) x {threads} thread(s)", rate))
     print(
@@ -300,7 +358,27 @@ def main() -> int:
     print(f"\nserved / in-process (same layout): {rate / rows[0][1]:.2f}")
     for name, r in rows[1:-1]:
         print(f"served / {name}: {rate / r:.2f}")
+    if not args.no_floor:
+        with served(args, items[: args.items], null_model=True) as serve_round:
+            print_floor(serve_round(), cpus, rows[0][1])
     return 0
+
+
+def print_floor(free: dict[str, float], cpus: int, in_process_rate: float) -> None:
+    """What serving itself costs per item (the same service, clients and calls, with a decode
+    and a model that cost nothing), and the served / in-process ratio that cost leaves at most:
+    in-process spends ``cpus / in_process_rate`` CPU-seconds an item; served, the same plus the
+    serving cost, on the same cores (the clients run on them too)."""
+    cost_ms = free["server_cpu_ms"] + free["client_cpu_ms"]
+    model_ms = cpus / in_process_rate * 1e3
+    print(
+        f"\nserving floor (decode and model that cost nothing): {free['rate']:.2f} items/s;"
+        f" per item: server CPU {free['server_cpu_ms']:.2f} ms + client CPU"
+        f" {free['client_cpu_ms']:.2f} ms = {cost_ms:.2f} ms, against {model_ms:.2f} ms of CPU"
+        f" per item in-process (same layout)"
+    )
+    ceiling = model_ms / (model_ms + cost_ms)
+    print(f"served / in-process at most (serving cost alone): {ceiling:.2f}")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import grpc
 
@@ -140,6 +140,17 @@ def rpc_errors() -> Iterator[None]:
 
 
 _NUMBERED = {noun: re.compile(rf"\b{noun} (\d+)\b") for noun in ("item", "query")}
+
+
+T = TypeVar("T")
+
+
+async def in_order(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """The results of ``calls``, run at once, in order. A single call (the common case) is
+    awaited as it is: no task to schedule."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    return list(await asyncio.gather(*calls))
 
 
 @contextmanager

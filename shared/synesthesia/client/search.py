@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from synesthesia.client._transport import _AsyncClient, _SyncClient, item_numbers, rpc_errors
+from synesthesia.client._transport import (
+    _AsyncClient,
+    _SyncClient,
+    in_order,
+    item_numbers,
+    rpc_errors,
+)
 from synesthesia.client.encoder import _progress
 from synesthesia.client.inputs import Media
 from synesthesia.client.types import (
@@ -289,7 +294,7 @@ class AsyncSearchClient(_AsyncClient):
                 bar.update(len(request.items))
                 return list(reply.ids)
 
-            chunks = await asyncio.gather(*(one(s, r) for s, r in requests))
+            chunks = await in_order([one(s, r) for s, r in requests])
         return [i for ids in chunks for i in ids]
 
     async def upsert_stream(
@@ -370,9 +375,7 @@ class AsyncSearchClient(_AsyncClient):
                     return _batch_hits(await self._call("QueryBatch", request, timeout))
 
         requests = list(_query_batch_requests(collection, queries, defaults, size))
-        if len(requests) == 1:  # the common case: no task to schedule
-            return await one(*requests[0])
-        chunks = await asyncio.gather(*(one(s, r) for s, r in requests))
+        chunks = await in_order([one(s, r) for s, r in requests])
         return [hits for chunk in chunks for hits in chunk]
 
     async def classify(
