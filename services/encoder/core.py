@@ -12,7 +12,7 @@ import numpy as np
 from synesthesia.errors import InvalidInput, item_error
 from synesthesia.modality import Modality
 from synesthesia.models.embedder import Embedder, Prepared
-from synesthesia.protoconv import modality_from_proto, modality_to_proto
+from synesthesia.protoconv import modality_from_proto, modality_to_proto, set_floats
 from synesthesia.v1 import encoder_pb2
 
 
@@ -78,12 +78,12 @@ class EncoderCore:
         return PreparedRequest(prepared, [it.id for it in items])
 
     def embeddings(self, req: PreparedRequest, vectors: np.ndarray) -> list[encoder_pb2.Embedding]:
-        return [
-            encoder_pb2.Embedding(
-                values=vec.tolist(), id=item_id, truncated=p.truncated, windows=p.windows
-            )
-            for vec, item_id, p in zip(vectors, req.ids, req.prepared, strict=True)
-        ]
+        out = []
+        for vec, item_id, p in zip(vectors, req.ids, req.prepared, strict=True):
+            embedding = encoder_pb2.Embedding(id=item_id, truncated=p.truncated, windows=p.windows)
+            set_floats(embedding, "values", vec)
+            out.append(embedding)
+        return out
 
     def embed_response(
         self, req: PreparedRequest, vectors: np.ndarray

@@ -340,3 +340,21 @@ def test_the_manager_calibrates_in_the_background(
             time.sleep(0.05)
         assert mgr.describe("c").calibrated_count == N
         mgr.drop_collection("c")  # the thread copes with a collection that is gone
+
+
+def test_a_batch_merges_the_holdout_row_by_row(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """query_batch decides for all rows at once which ones a holdout item enters: rows of
+    holdout items' own vectors (the item enters, first) between rows of indexed items' give the
+    same hits as one query each."""
+    x, _ = data
+    with IndexManager(tmp_path, tuning=TUNING) as mgr:
+        coll = fill(mgr, x, kind="hnsw")
+        held = sorted(coll._holdout)[:6]
+        indexed = sorted(set(coll._rows) - set(coll._holdout))[:6]
+        rows = [int(coll._rows[lb][0]) for pair in zip(held, indexed, strict=True) for lb in pair]
+        for k in (1, 10, 60):
+            batch = coll.query_batch(x[rows], k)
+            assert batch == [coll.query(x[r], k) for r in rows]
+            assert [hits[0].id for hits in batch] == [str(r) for r in rows]

@@ -16,6 +16,7 @@ from synesthesia.protoconv import (
     dict_to_struct,
     modality_from_proto,
     modality_to_proto,
+    set_floats,
     struct_to_dict,
 )
 from synesthesia.v1 import search_pb2
@@ -106,8 +107,8 @@ class Item:
         elif self.text is None:
             raise InvalidInput(f"item {self.id!r}: a vector or data needs its modality")
         if self.vector is not None:
-            values = np.asarray(self.vector, dtype=np.float32).ravel().tolist()
-            item.vector.CopyFrom(search_pb2.Vector(values=values, model_id=self.model_id))
+            item.vector.model_id = self.model_id
+            set_floats(item.vector, "values", self.vector)
         elif self.text is not None:
             item.text = self.text
         else:
@@ -153,7 +154,7 @@ def _query_request(
         req.filter.CopyFrom(dict_to_struct(filter))
     if key == "vector":  # filled in place (no message copied in)
         req.vector.SetInParent()
-        req.vector.values.extend(np.asarray(value, dtype=np.float32).ravel().tolist())
+        set_floats(req.vector, "values", value)
         req.vector.model_id = model_id
     else:
         setattr(req, key, value)

@@ -531,11 +531,18 @@ class Collection:
         dist, labels = self._index.search(qs, fetch, selector, widen, effort)
         sign = -1.0 if self.spec.metric is Metric.L2 else 1.0
         held = self._holdout_scores(qs, allowed, exclude) if holdout and self._holdout else None
+        entering = [False] * len(qs)
+        if held is not None:  # the rows where a holdout item beats the fetch-th hit, at once
+            if labels.shape[1] >= fetch:
+                floors = np.where(labels[:, fetch - 1] >= 0, sign * dist[:, fetch - 1], -np.inf)
+            else:
+                floors = np.full(len(qs), -np.inf)
+            entering = np.any(held[1] > floors[:, None], axis=1).tolist()
         out: list[list[tuple[int, float]]] = []
         # one conversion of the whole result to Python numbers, not one per hit
         for i, (q, row_l, row_d) in enumerate(zip(qs, labels.tolist(), dist.tolist(), strict=True)):
             hits = [(lb, sign * d) for lb, d in zip(row_l, row_d, strict=True) if lb >= 0]
-            if held is not None:
+            if held is not None and entering[i]:
                 hits = self._merge_holdout(hits, held[0], held[1][i], fetch)
             if len(hits) < want:
                 log.info(
