@@ -1,15 +1,38 @@
 """Run real gRPC servers in-process on loopback (port 0), each on a private event loop in a
-background thread, so synchronous tests can call them through the generated stubs."""
+background thread, so synchronous tests can call them through the generated stubs; and
+``unused_port`` for a server that must come up (again) on a port known beforehand."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def unused_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for a server started (or
+    restarted) on a port chosen beforehand. A port of the ephemeral range (what binding port 0
+    gives) can be taken while no server holds it, as the local port of any outgoing connection
+    on the machine, even of a client retrying that very port (a TCP self-connection), and the
+    server then fails to bind; a local port is never chosen below the range."""
+    low = int(_PORT_RANGE.read_text().split()[0]) if _PORT_RANGE.exists() else 32768
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port found below {low}")
 
 
 class LoopThread:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,8 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 from synesthesia.health import wait_for_serving
 from synesthesia.v1 import common_pb2, search_pb2, search_pb2_grpc
+
+from tests.servers import unused_port
 
 DIM = 32
 
@@ -46,12 +47,6 @@ class CrashReport:
     restart_seconds: list[float] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start(data_dir: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
@@ -108,7 +103,7 @@ def _verify(stub: search_pb2_grpc.SearchServiceStub, acked: list[str], report: C
 
 def run(data_dir: Path, kills: int, seed: int = 0, chunk: int = 25) -> CrashReport:
     rng = random.Random(seed)
-    port = _free_port()
+    port = unused_port()
     report = CrashReport()
     acked: list[str] = []
     for round_no in range(kills + 1):

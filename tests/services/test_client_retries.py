@@ -7,7 +7,6 @@ numbering."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from synesthesia.client import AsyncEncoderClient, EncoderClient, Retry
 from synesthesia.errors import InvalidInput, ResourceExhausted, Unavailable
 from synesthesia.v1 import encoder_pb2, encoder_pb2_grpc
 
-from tests.servers import running
+from tests.servers import running, unused_port
 
 DIM = 4
 
@@ -62,12 +61,6 @@ class Scripted(encoder_pb2_grpc.EncoderServiceServicer):
         )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Server:
     def __init__(self, server: grpc.aio.Server) -> None:
         self.server = server
@@ -89,7 +82,7 @@ def _start(servicer: Scripted, port: int) -> Any:
 
 @pytest.fixture
 def scripted() -> Iterator[tuple[str, Scripted]]:
-    port, servicer = free_port(), Scripted()
+    port, servicer = unused_port(), Scripted()
     with _start(servicer, port):
         yield f"127.0.0.1:{port}", servicer
 
@@ -140,7 +133,7 @@ def test_a_refused_item_is_not_retried_and_is_named_in_the_callers_numbering(
 
 
 def test_wait_for_ready_waits_for_a_server_that_comes_up_late() -> None:
-    port, servicer = free_port(), Scripted()
+    port, servicer = unused_port(), Scripted()
     started = threading.Event()
 
     def later() -> None:
@@ -157,14 +150,14 @@ def test_wait_for_ready_waits_for_a_server_that_comes_up_late() -> None:
     # without wait-for-ready (and no retries) a refused port fails at once, as UNAVAILABLE
     t0 = time.monotonic()
     with (
-        EncoderClient(f"127.0.0.1:{free_port()}", wait_for_ready=False, max_retries=0) as c,
+        EncoderClient(f"127.0.0.1:{unused_port()}", wait_for_ready=False, max_retries=0) as c,
         pytest.raises(Unavailable),
     ):
         c.info()
     assert time.monotonic() - t0 < 5
     # with it, a server that never comes is UNAVAILABLE (not a bare deadline) after the timeout
     with (
-        EncoderClient(f"127.0.0.1:{free_port()}", timeout=1.5) as c,
+        EncoderClient(f"127.0.0.1:{unused_port()}", timeout=1.5) as c,
         pytest.raises(Unavailable, match=r"could not be reached within 1\.5 s"),
     ):
         c.info()

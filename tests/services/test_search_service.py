@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -20,7 +19,7 @@ from synesthesia.services.search.app import SearchApp
 from synesthesia.services.search.settings import SearchSettings
 from synesthesia.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
 
-from tests.servers import running
+from tests.servers import running, unused_port
 from tests.services.conftest import start_encoders
 
 IMAGE, AUDIO, TEXT = common_pb2.MODALITY_IMAGE, common_pb2.MODALITY_AUDIO, common_pb2.MODALITY_TEXT
@@ -358,14 +357,8 @@ def test_media_for_an_unconfigured_encoder_is_failed_precondition(
         assert "image encoder" in err.value.details()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_encoders_down_then_back(tmp_path: Path) -> None:
-    ports = {m: _free_port() for m in Modality}
+    ports = {m: unused_port() for m in Modality}
     targets = {m: f"127.0.0.1:{p}" for m, p in ports.items()}
     with ExitStack() as stack:
         stub = start_search(stack, tmp_path, targets, encoder_retries=1, encoder_timeout_s=5)
