@@ -358,3 +358,20 @@ def test_a_batch_merges_the_holdout_row_by_row(
             batch = coll.query_batch(x[rows], k)
             assert batch == [coll.query(x[r], k) for r in rows]
             assert [hits[0].id for hits in batch] == [str(r) for r in rows]
+
+
+def test_query_by_id_of_a_holdout_item_leaves_it_out(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """The holdout is masked only when it must be (a filter, or the query's own item in it):
+    by id, a holdout item is not its own neighbour, and the rest are its vector's neighbours."""
+    x, _ = data
+    with IndexManager(tmp_path, tuning=TUNING) as mgr:
+        coll = fill(mgr, x, kind="hnsw")
+        for label in sorted(coll._holdout)[:5]:
+            item_id = coll._rows[label][0]
+            by_id = coll.query_by_id(item_id, 10)
+            by_vector = coll.query(x[int(item_id)], 11)
+            assert by_vector[0].id == item_id and item_id not in {h.id for h in by_id}
+            # (an approximate search that leaves one item out may walk the graph otherwise)
+            assert len(by_id) == 10 and len({h.id for h in by_id} & {h.id for h in by_vector}) >= 8

@@ -571,10 +571,11 @@ class Collection:
             held = np.fromiter(self._holdout, dtype=np.int64, count=len(self._holdout))
             self._holdout_arrays = (held, np.stack(list(self._holdout.values())))
         labels, vecs = self._holdout_arrays
-        ok = labels != (-1 if exclude is None else exclude)
-        if allowed is not None:
-            ok &= np.isin(labels, allowed)
-        labels, vecs = labels[ok], vecs[ok]
+        if allowed is not None or exclude in self._holdout:  # else all of them, uncopied
+            ok = labels != (-1 if exclude is None else exclude)
+            if allowed is not None:
+                ok &= np.isin(labels, allowed)
+            labels, vecs = labels[ok], vecs[ok]
         # one product per query (a matrix-vector product stays on this thread; a matrix
         # product would wake BLAS's thread pool beside the search lanes)
         if self.spec.metric is Metric.IP:

@@ -52,6 +52,7 @@ class VectorIndex:
     def __init__(self, spec: CollectionSpec, index: Any | None = None) -> None:
         self.spec = spec
         self.index = index if index is not None else self._empty(trained=False)
+        self._inner: tuple[Any, Any] = (None, None)  # (index, its inner index), found once
 
     def _empty(self, trained: bool) -> Any:
         s, p = self.spec, self.spec.params
@@ -68,9 +69,15 @@ class VectorIndex:
 
     @property
     def inner(self) -> Any:
-        if isinstance(self.index, faiss.IndexIDMap2):
-            return faiss.downcast_index(self.index.index)
-        return self.index
+        """The index under the id map, as its own FAISS type (looked up once per index:
+        ``downcast_index`` costs microseconds, and every search asks)."""
+        index = self.index
+        if self._inner[0] is not index:
+            inner = index
+            if isinstance(index, faiss.IndexIDMap2):
+                inner = faiss.downcast_index(index.index)
+            self._inner = (index, inner)
+        return self._inner[1]
 
     @property
     def is_exact(self) -> bool:
