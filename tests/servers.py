@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_GIVEN: set[int] = set()
 
 
 def unused_port() -> int:
@@ -25,14 +26,18 @@ def unused_port() -> int:
     on the machine, even of a client retrying that very port (a TCP self-connection), and the
     server then fails to bind; a local port is never chosen below the range."""
     low = int(_PORT_RANGE.read_text().split()[0]) if _PORT_RANGE.exists() else 32768
-    for port in random.sample(range(max(1024, low - 12000), low), 200):
+    below = [p for p in range(max(1024, low - 12000), low) if p not in _GIVEN]
+    for port in random.sample(below, min(200, len(below))):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
-    raise RuntimeError(f"no free port found below {low}")
+        _GIVEN.add(port)  # not given twice in this run, even before its server binds it
+        return port
+    with socket.socket() as s:  # no room below the range (set very low): the kernel's choice
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class LoopThread:

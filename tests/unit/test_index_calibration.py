@@ -345,19 +345,39 @@ def test_the_manager_calibrates_in_the_background(
 def test_a_batch_merges_the_holdout_row_by_row(
     tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    """query_batch decides for all rows at once which ones a holdout item enters: rows of
-    holdout items' own vectors (the item enters, first) between rows of indexed items' give the
-    same hits as one query each."""
-    x, _ = data
+    """query_batch decides for all rows at once which ones a holdout item enters. Its hits are
+    FAISS's hits and every holdout item scored exactly, sorted together (a tie keeps the FAISS
+    hit): checked for rows a holdout item tops, rows where one comes second or lower (a query
+    between an indexed item and a holdout item), and rows it enters nowhere, at k 1/5/60."""
+    from synesthesia.index.filters import parse_filter
+
+    x, q = data
     with IndexManager(tmp_path, tuning=TUNING) as mgr:
         coll = fill(mgr, x, kind="hnsw")
-        held = sorted(coll._holdout)[:6]
-        indexed = sorted(set(coll._rows) - set(coll._holdout))[:6]
-        rows = [int(coll._rows[lb][0]) for pair in zip(held, indexed, strict=True) for lb in pair]
-        for k in (1, 10, 60):
-            batch = coll.query_batch(x[rows], k)
-            assert batch == [coll.query(x[r], k) for r in rows]
-            assert [hits[0].id for hits in batch] == [str(r) for r in rows]
+        held = sorted(coll._holdout)[:8]
+        indexed = sorted(set(coll._rows) - set(coll._holdout))[:8]
+        own = [x[int(coll._rows[lb][0])] for lb in held]
+        between = [  # the indexed item first, the holdout item near it
+            0.7 * x[int(coll._rows[a][0])] + 0.3 * x[int(coll._rows[h][0])]
+            for a, h in zip(indexed, held, strict=True)
+        ]
+        qs = unit(np.stack([*own, *between, *q[:16]]))
+        labels = np.array(list(coll._holdout), dtype=np.int64)
+        vecs = np.stack(list(coll._holdout.values()))
+        effort = coll._effort(None)
+        entered = 0
+        for k in (1, 5, 60):
+            faiss_only = coll._ranked_rows(qs, k, parse_filter({}), None, effort, holdout=False)
+            got = coll.query_batch(qs, k)
+            for i, (hits, row) in enumerate(zip(got, faiss_only, strict=True)):
+                exact = vecs @ qs[i]
+                scored = zip(labels.tolist(), exact.tolist(), strict=True)
+                ranked = sorted([*row, *scored], key=lambda h: -h[1])
+                want = [coll._rows[lb][0] for lb, _ in ranked[:k]]
+                assert [h.id for h in hits] == want, (k, i)
+                assert [h.score for h in hits] == pytest.approx([sc for _, sc in ranked[:k]])
+                entered += sum(lb in coll._holdout for lb, _ in ranked[1:k])
+        assert entered > 0  # some holdout item ranked below first: the floor is the k-th hit
 
 
 def test_query_by_id_of_a_holdout_item_leaves_it_out(
