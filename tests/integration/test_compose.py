@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.servers import unused_port
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -187,7 +189,6 @@ def test_the_secure_stack_runs_as_local_processes(tmp_path: Path) -> None:
     """docker-compose.secure.yml's settings and `make_certs` certificates, as local processes
     (no Docker engine here): a text encoder and the search service, mTLS between them, tokens."""
     import os
-    import socket
     import time
 
     import grpc
@@ -203,12 +204,7 @@ def test_the_secure_stack_runs_as_local_processes(tmp_path: Path) -> None:
     service, service_line = new_token("read", "search")
     (secrets / "tokens.txt").write_text(f"{admin_line}\n{service_line}\n")
 
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-
-    ports = {"text": free_port(), "search": free_port()}
+    ports = {"text": unused_port(), "search": unused_port()}
 
     def env_for(name: str) -> dict[str, str]:
         env = secure_env(name)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,23 +16,19 @@ from synesthesia.client import EncoderClient
 from synesthesia.health import health_status
 from synesthesia.models import create_model
 
+from tests.servers import unused_port
+
 pytestmark = [pytest.mark.ray, pytest.mark.integration]
 
 pytest.importorskip("ray")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_ray_cli_serves_and_drains(tmp_path: Path) -> None:
-    port = free_port()
+    port = unused_port()
     log = tmp_path / "serve-ray.log"
     cmd = [
         sys.executable, "-m", "synesthesia.apps.cli", "serve", "ray",
-        "--services", "text", "--port", str(port), "--http-port", str(free_port()),
+        "--services", "text", "--port", str(port), "--http-port", str(unused_port()),
         "--num-cpus", "2", "--object-store-mb", "200", "--max-replicas", "1",
     ]  # fmt: skip
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}

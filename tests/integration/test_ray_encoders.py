@@ -4,7 +4,6 @@ health through grpc.health.v1, INVALID_ARGUMENT naming the item, bidirectional s
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from synesthesia.services.encoder.settings import EncoderSettings
 from synesthesia.v1 import encoder_pb2, encoder_pb2_grpc
 
 from tests import media_factory as mf
-from tests.servers import running
+from tests.servers import running, unused_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.integration]
 
@@ -35,12 +34,6 @@ ITEMS: dict[Modality, list[str | bytes]] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[str]:
     """A local Ray (2 CPUs, 200 MB object store) serving the three encoder applications."""
@@ -50,9 +43,9 @@ def proxy() -> Iterator[str]:
 
     t0 = time.perf_counter()
     init_ray(num_cpus=2, object_store_bytes=200 * 1024 * 1024)
-    port = free_port()
+    port = unused_port()
     try:
-        start_serve(grpc_port=port, http_port=free_port())
+        start_serve(grpc_port=port, http_port=unused_port())
         scaling = Scaling(num_cpus=0.5, min_replicas=1, max_replicas=1)
         options = EncoderConfig(max_wait_ms=20)
         took = deploy(

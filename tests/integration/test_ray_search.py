@@ -6,7 +6,6 @@ top-k for cross-modal queries, same stored vectors, same error codes; and the sh
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from google.protobuf import struct_pb2
 from synesthesia.serving.security import new_token
 from synesthesia.v1 import common_pb2, search_pb2, search_pb2_grpc
 
+from tests.servers import unused_port
 from tests.services.conftest import start_encoders
 from tests.services.test_search_service import start_search
 
@@ -35,12 +35,6 @@ SHARDS = 3
 WRITE_TOKEN, WRITE_LINE = new_token("write", "test-admin")
 READ_TOKEN, READ_LINE = new_token("read", "test-reader")
 SEARCH = (("application", "search"), ("authorization", f"Bearer {WRITE_TOKEN}"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def struct(d: dict[str, object]) -> struct_pb2.Struct:
@@ -59,7 +53,7 @@ def ray_search(
 
     t0 = time.perf_counter()
     init_ray(num_cpus=2, object_store_bytes=200 * 1024 * 1024)
-    port = free_port()
+    port = unused_port()
     small = Scaling(num_cpus=0.25, min_replicas=1, max_replicas=1)
     options = SearchOptions(
         shards=SHARDS, data_dir=tmp_path_factory.mktemp("ray-index"), shard_num_cpus=0.2
@@ -67,7 +61,7 @@ def ray_search(
     tokens = tmp_path_factory.mktemp("ray-tokens") / "tokens.txt"
     tokens.write_text(f"{WRITE_LINE}\n{READ_LINE}\n")
     try:
-        start_serve(grpc_port=port, http_port=free_port())
+        start_serve(grpc_port=port, http_port=unused_port())
         took = deploy(
             [AppArgs(service=s, scaling=small) for s in ("text", "image", "audio")]
             + [AppArgs(service="search", search=options, scaling=small, tokens_file=tokens)]

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import grpc
 import pytest
 from synesthesia.health import wait_for_serving
 from synesthesia.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
+
+from tests.servers import unused_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,9 +67,7 @@ def test_sigterm_drains_and_exits_cleanly() -> None:
 
 def test_serve_text_binds_the_port_it_is_given() -> None:
     """``synesthesia serve text --port N`` serves on N (the flag once went unread)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = unused_port()
     env = {**os.environ, "SYNESTHESIA_MODEL": "imagebind-test", "SYNESTHESIA_PORT": "1"}
     cmd = [sys.executable, "-m", "synesthesia.apps.cli", "serve", "text", "--port", str(port)]
     proc = subprocess.Popen([*cmd, "--host", "127.0.0.1"], env=env, cwd=REPO)

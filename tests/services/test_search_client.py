@@ -5,7 +5,6 @@ exceptions (for EncoderClient too), and ``synesthesia index`` / ``search`` / ``e
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from synesthesia.modality import Modality
 
 from tests import media_factory as mf
 from tests.e2e.tux import search_stack
-from tests.servers import running
+from tests.servers import running, unused_port
 
 DIM = 32  # imagebind-test
 
@@ -49,12 +48,6 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def client(target: str) -> Iterator[SearchClient]:
     with SearchClient(target) as c:
         yield c
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def unit(seed: int) -> np.ndarray:
@@ -177,7 +170,7 @@ def test_async_search_client(target: str) -> None:
 
 
 def test_a_service_that_is_down_is_unavailable() -> None:
-    down = f"127.0.0.1:{closed_port()}"
+    down = f"127.0.0.1:{unused_port()}"
     with SearchClient(down, timeout=5) as c, pytest.raises(Unavailable) as err:
         c.list_collections()
     assert err.value.code == "UNAVAILABLE" and err.value.message
@@ -202,7 +195,7 @@ def test_encoder_client_empty_batch_has_the_models_dim() -> None:
 def test_embed_cli_prints_one_line_when_the_service_is_down(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    address = f"127.0.0.1:{closed_port()}"
+    address = f"127.0.0.1:{unused_port()}"
     assert cli_main(["embed", "-m", "text", "a dog", "--address", address]) != 0
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: UNAVAILABLE: "), err
